@@ -1,0 +1,1 @@
+"""Attention Atlas analysis core: models, extraction, views, graphs, export. No Qt here."""
