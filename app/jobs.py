@@ -1,0 +1,128 @@
+"""Work the background worker does: plain functions of a JobContext, no widgets touched.
+
+The heavy imports (torch, transformers via analysis.models/extract) happen inside these
+functions, so they run in the worker thread and the window opens without them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from analysis.run import AttentionRun
+
+
+@dataclass(frozen=True)
+class AnalyseRequest:
+    source: str
+    text: str
+    pair: str | None = None
+    allow_pickle: bool = False
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    run: AttentionRun
+    thumbnails: np.ndarray  # [L, H, s, s] for the head overview
+    head_stats: dict[str, np.ndarray]  # name -> [L, H]
+
+
+@dataclass(frozen=True)
+class GraphRequest:
+    matrix: np.ndarray
+    rule: object  # analysis.graph.SparsifyRule
+    resolution: float = 1.0
+    seed: int = 0
+    force_layout: bool = False
+
+
+@dataclass(frozen=True)
+class GraphOutcome:
+    result: object  # analysis.graph.GraphResult
+    positions: dict[str, np.ndarray] = field(default_factory=dict)  # precomputed layouts
+
+
+def load_model_job(source: str, allow_pickle: bool = False):
+    """Load (or fetch from the cache) a model; returns its ModelFacts."""
+
+    def job(context):
+        context.progress(0.1, f"Loading {source if source != 'default' else 'the default model'}…")
+        from analysis.models import load_model
+
+        loaded = load_model(source, allow_pickle=allow_pickle)
+        return loaded.facts
+
+    return job
+
+
+def analyse_job(request: AnalyseRequest):
+    """Load the model (cached after the first time), run the text, summarise every head."""
+
+    def job(context):
+        context.progress(0.02, "Loading the model…")
+        from analysis.extract import extract
+        from analysis.head_stats import head_summary, head_thumbnails
+        from analysis.models import load_model
+
+        loaded = load_model(request.source, allow_pickle=request.allow_pickle)
+        context.progress(0.5, f"Running {loaded.facts.name}…")
+        run = extract(loaded, request.text, request.pair)
+        context.progress(0.85, "Summarising heads…")
+        started = time.perf_counter()
+        thumbnails = head_thumbnails(run.attentions)
+        stats = head_summary(run.attentions, run.special_mask)
+        run.timings["heads"] = time.perf_counter() - started
+        context.progress(1.0, "Done")
+        return AnalysisResult(run=run, thumbnails=thumbnails, head_stats=stats)
+
+    return job
+
+
+def graph_job(request: GraphRequest):
+    """Sparsify, measure and partition one view's graph; lay it out when asked."""
+
+    def job(context):
+        from analysis.graph import analyze_graph
+
+        context.progress(0.1, "Building the graph…")
+        result = analyze_graph(request.matrix, request.rule, resolution=request.resolution, seed=request.seed)
+        positions = {}
+        if request.force_layout:
+            context.progress(0.7, "Laying out the graph…")
+            from analysis.layout import force_layout
+
+            positions["force"] = force_layout(result.n, result.sources, result.targets, result.weights, seed=request.seed)
+        return GraphOutcome(result=result, positions=positions)
+
+    return job
+
+
+def flow_job(attentions: np.ndarray, query: int, layer: int):
+    """Attention flow from ``query`` at ``layer`` into every input token."""
+
+    def job(context):
+        from analysis.flow import attention_flow
+
+        return attention_flow(
+            attentions,
+            query,
+            layer,
+            progress=lambda fraction: context.report(fraction, "Computing attention flow…"),
+            cancelled=context.is_cancelled,
+        )
+
+    return job
+
+
+def path_job(matrix: np.ndarray, source: int, target: int, widest: bool, rule):
+    """The most probable (or widest) path from ``source`` to ``target`` on the view's graph."""
+
+    def job(context):
+        from analysis.paths import most_probable_path, widest_path
+
+        finder = widest_path if widest else most_probable_path
+        return finder(matrix, source, target, rule)
+
+    return job

@@ -1,0 +1,68 @@
+"""``attention-atlas``: the window; ``attention-atlas analyze``: headless; ``--smoke-test OUT``: self-test."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _prepare_environment() -> None:
+    """Offline by default; in a bundle, never the network at all."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+    if getattr(sys, "frozen", False):
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="attention-atlas",
+        description="Explore the attention of transformer language models offline. "
+        "With no arguments, opens the window. 'attention-atlas analyze --help' for the headless command.",
+    )
+    parser.add_argument("--model", help="open with this model (a local folder or a cached hub id)")
+    parser.add_argument("--text", help="open with this text and analyse it")
+    parser.add_argument("--smoke-test", metavar="OUT", help="self-test: analyse a sample, export into OUT, exit 0 on success")
+    parser.add_argument("--settings", metavar="INI", help=argparse.SUPPRESS)  # tests: isolated settings file
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _prepare_environment()
+    if argv and argv[0] == "analyze":
+        from analysis.cli import main as analyze_main
+
+        return analyze_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.smoke_test:
+        from app.smoke import run_smoke_test
+
+        return run_smoke_test(args.smoke_test, settings_path=args.settings)
+    return run_window(args)
+
+
+def run_window(args: argparse.Namespace) -> int:
+    from PySide6.QtCore import QSettings
+
+    from app.main_window import MainWindow, create_application
+
+    app = create_application(sys.argv[:1])
+    settings = QSettings(args.settings, QSettings.IniFormat) if args.settings else QSettings()
+    window = MainWindow(settings)
+    if args.model:
+        window.set_model_source(args.model)
+    if args.text:
+        window.input_panel.set_texts(args.text)
+    window.show()
+    if args.text:
+        window.analyse()
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

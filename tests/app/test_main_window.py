@@ -1,0 +1,196 @@
+"""The window as a person uses it: type, analyse, switch, click, export, cancel, bad input."""
+
+import csv
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QImage
+
+from app.main_window import MainWindow
+from tests.app.conftest import SENTENCE
+
+
+def test_empty_window_explains_what_to_do(window):
+    assert window.result is None
+    assert "Ctrl+Enter" in window.status_model.text()
+    assert window.heatmap.current_matrix() is None
+
+
+def test_typing_and_ctrl_enter_analyses_through_the_worker(qtbot, window):
+    qtbot.keyClicks(window.input_panel.text_edit, SENTENCE)
+    with qtbot.waitSignal(window.analysis_ready, timeout=120_000):
+        qtbot.keyClick(window.input_panel.text_edit, Qt.Key_Return, Qt.ControlModifier)
+    run = window.result.run
+    assert run.text == SENTENCE and run.num_layers == 6 and run.num_heads == 12
+    spec = window.view.spec
+    np.testing.assert_allclose(window.heatmap.current_matrix(), run.attentions[spec.layer, spec.head], rtol=1e-6)
+    assert list(window.heatmap.row_labels()) == list(run.labels)
+    assert f"{run.num_tokens} tokens" in window.status_model.text()
+
+
+def test_switching_layer_and_head_slices_memory_without_rerunning(qtbot, analysed):
+    window = analysed
+    submitted = []
+    original = window.worker.submit
+    window.worker.submit = lambda kind, job: submitted.append(kind) or original(kind, job)
+    window.view_controls.layer_spin.setValue(3)
+    window.view_controls.head_spin.setValue(7)
+    window.view_controls.flush()
+    run = window.result.run
+    np.testing.assert_allclose(window.heatmap.current_matrix(), run.attentions[3, 7], rtol=1e-6)
+    assert "analyse" not in submitted  # only graph work goes to the worker
+    window.view_controls.set_kind("mean")
+    window.view_controls.flush()
+    np.testing.assert_allclose(window.heatmap.current_matrix(), run.attentions[3].mean(0), rtol=1e-5)
+    window.worker.submit = original
+
+
+def test_clicking_a_head_in_the_overview_selects_it(qtbot, analysed):
+    window = analysed
+    with qtbot.waitSignal(window.view_ready, timeout=5000):
+        window.head_overview.head_selected.emit(4, 9)
+    assert (window.view.spec.kind, window.view.spec.layer, window.view.spec.head) == ("head", 4, 9)
+    assert window.view_controls.layer_spin.value() == 4 and window.view_controls.head_spin.value() == 9
+    np.testing.assert_allclose(window.heatmap.current_matrix(), window.result.run.attentions[4, 9], rtol=1e-6)
+
+
+def test_graph_metrics_and_canvas_follow_the_view(qtbot, analysed):
+    window = analysed
+    graph = window.graph
+    n = window.result.run.num_tokens
+    assert graph.n == n
+    assert window.graph_panel.canvas.edge_count() == len(graph.weights)
+    rows = window.metrics_table.to_rows()
+    assert len(rows) == n
+    assert "modularity" in window.graph_panel.info.text()
+
+
+def test_path_between_two_tokens_is_highlighted_in_canvas_and_heatmap(qtbot, analysed):
+    window = analysed
+    canvas = window.graph_panel.canvas
+    canvas.source_selected.emit(1)
+    with qtbot.waitSignal(window.path_ready, timeout=10_000):
+        canvas.target_selected.emit(6)
+    nodes = list(window.path.nodes)
+    assert nodes[0] == 1 and nodes[-1] == 6
+    assert list(canvas.highlighted_path()) == nodes
+    assert "Path:" in window.graph_panel.info.text()
+
+
+def test_selecting_a_token_colours_the_token_view_with_its_row(qtbot, analysed):
+    window = analysed
+    window.heatmap.token_selected.emit(2)
+    assert window.selected_row() == 2
+    weights = window.token_view.weights()
+    np.testing.assert_allclose(weights, window.view.matrix[2], rtol=1e-6)
+
+
+def test_exports_write_png_svg_csv_and_the_analysis_folder(qtbot, analysed, tmp_path):
+    window = analysed
+    png, svg, matrix_csv = tmp_path / "h.png", tmp_path / "h.svg", tmp_path / "m.csv"
+    assert window.export_heatmap(str(png), width=900, dpi=200)
+    assert QImage(str(png)).width() == 900
+    assert window.export_heatmap(str(svg))
+    assert "<svg" in svg.read_text(errors="ignore")[:2000]
+    assert window.export_matrix(str(matrix_csv))
+    with open(matrix_csv, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0][1:] == list(window.view.col_labels)
+    assert [r[0] for r in rows[1:]] == list(window.view.row_labels)
+    np.testing.assert_allclose(np.array([r[1:] for r in rows[1:]], float), window.view.matrix)
+    assert window.export_folder(str(tmp_path / "folder"))
+    for name in ("attention.npz", "tokens.csv", "edges.csv", "summary.json"):
+        assert (tmp_path / "folder" / name).is_file()
+    assert window.export_graph_image(str(tmp_path / "g.png"), width=800)
+    assert QImage(str(tmp_path / "g.png")).width() == 800
+    assert window.export_network(str(tmp_path / "g.gexf"))
+
+
+def test_export_to_an_unwritable_path_shows_a_message(qtbot, analysed, tmp_path):
+    window = analysed
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with qtbot.waitSignal(window.error_shown, timeout=2000) as blocker_signal:
+        assert not window.export_heatmap(str(blocker / "h.png"))
+    assert "Could not export" in blocker_signal.args[0]
+    assert not window.export_matrix(str(blocker / "m.csv"))
+    assert "Could not export" in window.input_panel.message.text()
+
+
+def test_empty_text_is_refused_with_a_message(qtbot, window):
+    window.input_panel.set_texts("   ")
+    with qtbot.waitSignal(window.error_shown, timeout=2000):
+        assert window.analyse() is None
+    assert "no text" in window.input_panel.message.text().lower()
+    assert not window.worker.is_busy()
+
+
+def test_a_folder_that_is_not_a_model_keeps_text_and_previous_result(qtbot, analysed, tmp_path):
+    window = analysed
+    previous = window.result
+    window.set_model_source(str(tmp_path))
+    window.input_panel.set_texts("Another text entirely.")
+    with qtbot.waitSignal(window.error_shown, timeout=60_000) as signal:
+        window.analyse()
+    assert "not a model folder" in signal.args[0]
+    assert window.input_panel.text() == "Another text entirely."
+    assert window.result is previous and window.heatmap.current_matrix() is not None
+
+
+def test_cancel_keeps_the_previous_result(qtbot, analysed):
+    window = analysed
+    previous = window.result
+    window.input_panel.set_texts("A different sentence to analyse.")
+    with qtbot.waitSignal(window.worker.cancelled, timeout=60_000):
+        window.analyse()
+        window.cancel()
+    assert window.result is previous
+    assert "Cancelled" in window.input_panel.message.text()
+
+
+def test_newest_request_wins(qtbot, analysed):
+    window = analysed
+    window.input_panel.set_texts("First request, soon superseded.")
+    window.analyse()
+    window.input_panel.set_texts("Second request wins.")
+    with qtbot.waitSignal(window.analysis_ready, timeout=60_000):
+        window.analyse()
+    qtbot.wait(200)
+    assert window.result.run.text == "Second request wins."
+
+
+def test_settings_remember_text_model_and_colormap(qtbot, tmp_path):
+    path = str(tmp_path / "remember.ini")
+    first = MainWindow(QSettings(path, QSettings.IniFormat))
+    qtbot.addWidget(first)
+    first.input_panel.set_texts("Remember me.", "And my pair.")
+    first.view_controls.colormap_box.setCurrentIndex(first.view_controls.colormap_box.count() - 1)
+    colormap = first.view_controls.colormap_box.currentText()
+    first.close()
+    second = MainWindow(QSettings(path, QSettings.IniFormat))
+    qtbot.addWidget(second)
+    assert second.input_panel.text() == "Remember me." and second.input_panel.pair() == "And my pair."
+    assert second.view_controls.colormap_box.currentText() == colormap
+    second.close()
+
+
+@pytest.mark.parametrize("kind", ["rollout", "max"])
+def test_other_views_render(qtbot, analysed, kind):
+    window = analysed
+    window.view_controls.set_kind(kind)
+    window.view_controls.flush()
+    assert window.view.spec.kind == kind
+    np.testing.assert_allclose(window.heatmap.current_matrix(), window.view.matrix, rtol=1e-6)
+
+
+def test_flow_view_follows_the_selected_token(qtbot, analysed):
+    window = analysed
+    with qtbot.waitSignal(window.flow_ready, timeout=60_000):
+        window.view_controls.set_kind("flow")
+        window.view_controls.flush()
+    first = window.flow.copy()
+    with qtbot.waitSignal(window.flow_ready, timeout=60_000):
+        window.heatmap.token_selected.emit(5)
+    assert window.view.spec.query == 5
+    assert not np.allclose(first, window.flow)

@@ -1,0 +1,145 @@
+"""The graph dock: sparsification/community/layout controls above the graph canvas."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QGridLayout,
+    QLabel,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from widgets.graph_canvas import LAYOUTS, GraphCanvas
+
+RULES = (
+    ("coverage", "Coverage", "Per query, keep the strongest edges that cover this share of its attention"),
+    ("top_k", "Top k", "Per query, keep the k strongest edges"),
+    ("threshold", "Threshold", "Keep every edge at least this heavy"),
+    ("none", "All edges", "Keep every nonzero weight (dense)"),
+)
+SIZE_METRICS = ("pagerank", "betweenness", "in_strength", "out_strength", "closeness", "authority", "hub", "flow")
+
+
+class GraphPanel(QWidget):
+    """Controls emit ``settings_changed`` (debounced); layout/size/path kind emit their own."""
+
+    settings_changed = Signal()
+    path_kind_changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.canvas = GraphCanvas()
+
+        self.rule_box = QComboBox()
+        for key, name, tip in RULES:
+            self.rule_box.addItem(name, key)
+            self.rule_box.setItemData(self.rule_box.count() - 1, tip, 3)
+        self.rule_box.setToolTip("How edges are chosen from the attention matrix")
+        self.coverage_spin = QDoubleSpinBox()
+        self.coverage_spin.setRange(1, 100)
+        self.coverage_spin.setValue(90)
+        self.coverage_spin.setSuffix(" %")
+        self.coverage_spin.setToolTip("Share of each query's attention the kept edges cover")
+        self.topk_spin = QSpinBox()
+        self.topk_spin.setRange(1, 1024)
+        self.topk_spin.setValue(5)
+        self.topk_spin.setPrefix("k = ")
+        self.topk_spin.setToolTip("Edges kept per query")
+        self.min_weight_spin = QDoubleSpinBox()
+        self.min_weight_spin.setDecimals(3)
+        self.min_weight_spin.setRange(0, 1)
+        self.min_weight_spin.setSingleStep(0.01)
+        self.min_weight_spin.setPrefix("min ")
+        self.min_weight_spin.setToolTip("Drop edges lighter than this, whatever the rule")
+        self.loops_check = QCheckBox("Self-loops")
+        self.loops_check.setToolTip("Keep a token's attention to itself as an edge")
+        self.resolution_spin = QDoubleSpinBox()
+        self.resolution_spin.setRange(0.1, 5.0)
+        self.resolution_spin.setSingleStep(0.1)
+        self.resolution_spin.setValue(1.0)
+        self.resolution_spin.setPrefix("resolution ")
+        self.resolution_spin.setToolTip("Louvain resolution: higher gives more, smaller communities")
+
+        self.layout_box = QComboBox()
+        for name in LAYOUTS:
+            self.layout_box.addItem(name.capitalize(), name)
+        self.layout_box.setToolTip("Arc: tokens in reading order; circular; force-directed; layered (across layers)")
+        self.size_box = QComboBox()
+        for name in SIZE_METRICS:
+            self.size_box.addItem(name.replace("_", " "), name)
+        self.size_box.setToolTip("Node size by this metric")
+        self.path_box = QComboBox()
+        self.path_box.addItem("Most probable path", "probable")
+        self.path_box.addItem("Widest path", "widest")
+        self.path_box.setToolTip("Click a token: path source; Shift+click: target")
+
+        self.info = QLabel("Click a node to set the path source, Shift+click for the target.")
+        self.info.setWordWrap(True)
+
+        grid = QGridLayout()
+        grid.setContentsMargins(4, 2, 4, 2)
+        for column, widget in enumerate((self.rule_box, self.coverage_spin, self.topk_spin, self.min_weight_spin, self.loops_check)):
+            grid.addWidget(widget, 0, column)
+        for column, widget in enumerate((self.resolution_spin, self.layout_box, self.size_box, self.path_box)):
+            grid.addWidget(widget, 1, column)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(grid)
+        layout.addWidget(self.canvas, 1)
+        layout.addWidget(self.info)
+
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(150)
+        self._debounce.timeout.connect(self.settings_changed)
+        for signal in (self.rule_box.currentIndexChanged, self.coverage_spin.valueChanged, self.topk_spin.valueChanged,
+                       self.min_weight_spin.valueChanged, self.loops_check.toggled, self.resolution_spin.valueChanged):
+            signal.connect(self._on_setting_changed)
+        self.layout_box.currentIndexChanged.connect(self._on_layout_changed)
+        self.size_box.currentIndexChanged.connect(self._on_size_changed)
+        self.path_box.currentIndexChanged.connect(self.path_kind_changed)
+        self._update_enabled()
+
+    def _update_enabled(self) -> None:
+        mode = self.rule_box.currentData()
+        self.coverage_spin.setVisible(mode == "coverage")
+        self.topk_spin.setVisible(mode == "top_k")
+
+    def _on_setting_changed(self, *_):
+        self._update_enabled()
+        self._debounce.start()
+
+    def _on_layout_changed(self, *_):
+        self.canvas.set_layout(self.layout_box.currentData())
+
+    def _on_size_changed(self, *_):
+        self.canvas.set_size_metric(self.size_box.currentData())
+
+    def rule_settings(self) -> dict:
+        """Keyword arguments of ``analysis.graph.SparsifyRule``."""
+        return {
+            "mode": self.rule_box.currentData(),
+            "coverage": self.coverage_spin.value() / 100.0,
+            "top_k": self.topk_spin.value(),
+            "min_weight": self.min_weight_spin.value(),
+            "self_loops": self.loops_check.isChecked(),
+        }
+
+    def resolution(self) -> float:
+        return self.resolution_spin.value()
+
+    def layout_kind(self) -> str:
+        return self.layout_box.currentData()
+
+    def widest(self) -> bool:
+        return self.path_box.currentData() == "widest"
+
+    def flush(self) -> None:
+        if self._debounce.isActive():
+            self._debounce.stop()
+            self.settings_changed.emit()
