@@ -1,0 +1,70 @@
+"""Colour helpers shared by the attention widgets (no torch, no analysis imports).
+
+``COLORMAPS`` maps the names offered to the person to pyqtgraph colour maps. All are
+perceptually uniform (monotonic lightness), so a brighter cell always means more
+attention; "blues" is light at zero, for figures printed on white paper.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtGui import QColor
+
+#: name offered to the person -> pyqtgraph colour map name
+COLORMAPS: dict[str, str] = {
+    "viridis": "viridis",
+    "magma": "magma",
+    "inferno": "inferno",
+    "cividis": "cividis",
+    "blues": "CET-L12",  # white -> blue; light background, for print
+}
+DEFAULT_COLORMAP = "viridis"
+
+#: colour maps whose low end is light: highlights must be drawn dark on them
+LIGHT_COLORMAPS = frozenset({"blues"})
+
+#: neutral look of structurally masked cells (causal upper triangle)
+MASKED_BACKGROUND = QColor(226, 226, 226)
+MASKED_HATCH = QColor(160, 160, 160)
+
+
+def get_colormap(name: str) -> pg.ColorMap:
+    """The pyqtgraph colour map for one of ``COLORMAPS``; ``ValueError`` for others."""
+    try:
+        return pg.colormap.get(COLORMAPS[name])
+    except KeyError:
+        raise ValueError(
+            f"unknown colour map {name!r}; choose one of {', '.join(COLORMAPS)}"
+        ) from None
+
+
+def highlight_color(name: str) -> QColor:
+    """An outline colour that stands out on every value of the given colour map."""
+    return QColor(20, 20, 20) if name in LIGHT_COLORMAPS else QColor(255, 255, 255)
+
+
+def path_color(name: str) -> QColor:
+    """Colour of path squares: bright on dark maps, strong red on light ones."""
+    return QColor(220, 20, 60) if name in LIGHT_COLORMAPS else QColor(0, 255, 255)
+
+
+def lookup_table(name: str, n: int = 256) -> np.ndarray:
+    """``uint8 [n, 4]`` RGBA lookup table of a colour map (for numpy-side colouring)."""
+    return get_colormap(name).getLookupTable(0.0, 1.0, n, alpha=True, mode="byte")
+
+
+def colorize(
+    values: np.ndarray, name: str, *, levels: tuple[float, float] = (0.0, 1.0)
+) -> np.ndarray:
+    """Map ``values`` (any shape) to ``uint8 [..., 4]`` RGBA; NaN becomes transparent."""
+    lut = lookup_table(name)
+    lo, hi = levels
+    span = (hi - lo) or 1.0
+    with np.errstate(invalid="ignore"):
+        scaled = (np.asarray(values, dtype=np.float32) - lo) / span
+    nan = np.isnan(scaled)
+    idx = np.clip(np.nan_to_num(scaled, nan=0.0) * (len(lut) - 1) + 0.5, 0, len(lut) - 1)
+    rgba = lut[idx.astype(np.intp)]
+    rgba[nan] = 0
+    return rgba

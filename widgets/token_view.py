@@ -1,0 +1,305 @@
+"""The input text with each token's span coloured by the attention the selected token
+pays it (one row of ``A``: ``weights[j] = A[selected, j]``).
+
+Tokens are drawn *in the original text* using their character offsets, so spacing and
+punctuation look as typed; special tokens ([CLS], [SEP], <s>, ...) appear as small
+chips where they sit in the sequence; a pair (second text) comes below the first after a
+separator. Background intensity is ``weight / max(weight over the other tokens)``: the
+row is relative, so the strongest key is always fully coloured, and the tooltip gives the
+exact weight. Every token is an anchor ``tok:<index>``; clicking it emits
+``token_selected(index)``.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import numpy as np
+from PySide6.QtCore import QPoint, Qt, QUrl, Signal
+from PySide6.QtGui import QColor, QPalette, QTextCursor
+from PySide6.QtWidgets import QLabel, QStackedLayout, QTextBrowser, QWidget
+
+__all__ = ["TokenTextView", "EMPTY_HINT", "ANCHOR_PREFIX"]
+
+EMPTY_HINT = "Type a text and press Ctrl+Enter: its tokens appear here, coloured by attention"
+ANCHOR_PREFIX = "tok:"
+WEIGHT_COLOR = QColor(255, 140, 0)  # orange: readable under black text at any intensity
+SELECTED_COLOR = QColor(30, 90, 200)
+
+
+def _blend(base: QColor, top: QColor, alpha: float) -> QColor:
+    a = float(np.clip(alpha, 0.0, 1.0))
+    return QColor(
+        round(base.red() * (1 - a) + top.red() * a),
+        round(base.green() * (1 - a) + top.green() * a),
+        round(base.blue() * (1 - a) + top.blue() * a),
+    )
+
+
+def _text_html(s: str) -> str:
+    return html.escape(s).replace("\n", "<br/>")
+
+
+class TokenTextView(QWidget):
+    """Tokens of the input text, coloured by one row of attention.
+
+    Signals
+    -------
+    token_selected(int)
+        The person clicked token ``index``.
+    token_hovered(int)
+        The mouse entered token ``index`` (-1 when it leaves the tokens).
+    """
+
+    token_selected = Signal(int)
+    token_hovered = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._text = ""
+        self._pair: str | None = None
+        self._labels: tuple[str, ...] = ()
+        self._offsets = np.zeros((0, 2), np.int64)
+        self._segments = np.zeros(0, np.int64)
+        self._special = np.zeros(0, bool)
+        self._weights: np.ndarray | None = None
+        self._selected: int | None = None
+        self._html = ""
+
+        self._hint = QLabel(EMPTY_HINT)
+        self._hint.setWordWrap(True)
+        self._hint.setObjectName("tokenViewEmptyHint")
+        self._hint.setStyleSheet("color: palette(dark); font-size: 12pt;")
+        self._hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+
+        self._browser = QTextBrowser()
+        self._browser.setObjectName("tokenViewBrowser")
+        self._browser.setOpenLinks(False)
+        self._browser.setOpenExternalLinks(False)
+        self._browser.anchorClicked.connect(self._on_anchor_clicked)
+        self._browser.highlighted.connect(self._on_highlighted)
+        font = self._browser.font()
+        font.setPointSizeF(font.pointSizeF() * 1.2)
+        self._browser.setFont(font)
+
+        self._stack = QStackedLayout(self)
+        self._stack.setContentsMargins(0, 0, 0, 0)
+        self._stack.addWidget(self._hint)
+        self._stack.addWidget(self._browser)
+        self._stack.setCurrentWidget(self._hint)
+
+    # -- data ------------------------------------------------------------------------------
+    def set_tokens(
+        self,
+        text: str,
+        pair: str | None,
+        labels: Sequence[str],
+        offsets: np.ndarray,
+        segment_ids: np.ndarray,
+        special_mask: np.ndarray,
+    ) -> None:
+        """The tokens of a run: ``offsets [T, 2]`` are character spans in their segment's
+        text (segment 0 = ``text``, 1 = ``pair``, -1 = special token). Clears weights."""
+        t = len(labels)
+        offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+        segment_ids = np.asarray(segment_ids, dtype=np.int64).reshape(-1)
+        special_mask = np.asarray(special_mask, dtype=bool).reshape(-1)
+        if not (len(offsets) == len(segment_ids) == len(special_mask) == t):
+            raise ValueError(
+                f"{t} labels, {len(offsets)} offsets, {len(segment_ids)} segment ids and "
+                f"{len(special_mask)} special flags: they must all be the same length"
+            )
+        self._text, self._pair = text, pair
+        self._labels = tuple(map(str, labels))
+        self._offsets, self._segments, self._special = offsets, segment_ids, special_mask
+        self._weights = None
+        self._selected = None
+        self._rebuild()
+        self._stack.setCurrentWidget(self._browser)
+
+    def set_weights(self, weights: np.ndarray | None, selected: int | None) -> None:
+        """Colour token ``j`` by ``weights[j]`` (the selected token's row of attention);
+        ``selected`` is outlined (bold, underlined). ``None`` weights clear the colours."""
+        if weights is not None:
+            weights = np.asarray(weights, dtype=np.float64).reshape(-1)
+            if len(weights) != len(self._labels):
+                raise ValueError(f"{len(weights)} weights for {len(self._labels)} tokens")
+        if selected is not None and not 0 <= int(selected) < len(self._labels):
+            raise IndexError(f"token {selected} out of range")
+        self._weights = weights
+        self._selected = None if selected is None else int(selected)
+        self._rebuild()
+
+    def clear(self) -> None:
+        self._labels = ()
+        self._weights = None
+        self._selected = None
+        self._html = ""
+        self._browser.clear()
+        self._stack.setCurrentWidget(self._hint)
+
+    # -- accessors -------------------------------------------------------------------------
+    def html(self) -> str:
+        """The HTML shown (for tests and exports)."""
+        return self._html
+
+    def browser(self) -> QTextBrowser:
+        return self._browser
+
+    def token_color(self, index: int) -> QColor | None:
+        """Background colour of a token's span (None when uncoloured)."""
+        if self._weights is None:
+            return None
+        return self._colors()[index]
+
+    def token_tooltip(self, index: int) -> str:
+        label = self._labels[index]
+        if self._weights is None:
+            return f"{index} {label}"
+        v = float(self._weights[index])
+        value = f"{v:.3f}" if v == 0 or abs(v) >= 1e-3 else f"{v:.1e}"
+        return f"{label} · {value}"
+
+    def selected(self) -> int | None:
+        return self._selected
+
+    def is_empty(self) -> bool:
+        return not self._labels
+
+    def anchor_position(self, index: int) -> int:
+        """Document position (character) inside token ``index``'s anchor; -1 if absent."""
+        doc = self._browser.document()
+        target = f"{ANCHOR_PREFIX}{index}"
+        block = doc.begin()
+        while block.isValid():
+            it = block.begin()
+            while not it.atEnd():
+                frag = it.fragment()
+                if frag.isValid() and frag.charFormat().anchorHref() == target:
+                    return frag.position()
+                it += 1
+            block = block.next()
+        return -1
+
+    def anchor_point(self, index: int):
+        """Viewport coordinates (QPoint) of the middle of a token's first character."""
+        pos = self.anchor_position(index)
+        if pos < 0:
+            return None
+        cursor = QTextCursor(self._browser.document())
+        cursor.setPosition(pos)
+        left = self._browser.cursorRect(cursor)
+        cursor.setPosition(pos + 1)
+        right = self._browser.cursorRect(cursor)
+        x = (
+            (left.center().x() + right.center().x()) // 2
+            if right.top() == left.top()
+            else left.center().x() + 2
+        )
+        return QPoint(x, left.center().y())
+
+    # -- internals -------------------------------------------------------------------------
+    def _colors(self) -> list[QColor | None]:
+        w = self._weights
+        base = self._browser.palette().color(QPalette.ColorRole.Base)
+        if w is None:
+            return [None] * len(self._labels)
+        others = np.delete(w, self._selected) if self._selected is not None else w
+        peak = float(others.max()) if others.size and others.max() > 0 else 1.0
+        return [_blend(base, WEIGHT_COLOR, (v / peak) ** 0.8 if v > 0 else 0.0) for v in w]
+
+    def _token_html(self, index: int, inner: str, colors: list[QColor | None], chip: bool) -> str:
+        fg = self._browser.palette().color(QPalette.ColorRole.Text).name()
+        style = ["text-decoration: none", f"color: {fg}"]
+        color = colors[index]
+        if chip:
+            bg = color if color is not None else QColor(228, 228, 228)
+            style.append(f"background-color: {bg.name()}")
+            style.append("font-size: small")
+            inner = f"&#8201;{inner}&#8201;"  # thin spaces: a chip, not glued to words
+        elif color is not None:
+            style.append(f"background-color: {color.name()}")
+        if index == self._selected:
+            style.append("font-weight: bold")
+            style.append("text-decoration: underline")
+            style.append(f"color: {SELECTED_COLOR.name()}")
+        title = html.escape(self.token_tooltip(index), quote=True)
+        return (
+            f'<a href="{ANCHOR_PREFIX}{index}" title="{title}" '
+            f'style="{"; ".join(style)}">{inner}</a>'
+        )
+
+    def _rebuild(self) -> None:
+        colors = self._colors()
+        texts = {0: self._text, 1: self._pair or ""}
+        cursor = {0: 0, 1: 0}
+        parts: list[str] = []
+        current_segment = 0
+        pair_started = False
+
+        def flush(segment: int, upto: int | None = None) -> None:
+            src = texts[segment]
+            end = len(src) if upto is None else max(cursor[segment], min(upto, len(src)))
+            if end > cursor[segment]:
+                parts.append(_text_html(src[cursor[segment] : end]))
+                cursor[segment] = end
+
+        def start_pair() -> None:
+            nonlocal pair_started, current_segment
+            flush(0)
+            parts.append('</p><hr/><p style="white-space: pre-wrap; line-height: 140%">')
+            pair_started = True
+            current_segment = 1
+
+        parts.append('<p style="white-space: pre-wrap; line-height: 140%">')
+        for i, label in enumerate(self._labels):
+            seg = int(self._segments[i])
+            start, end = (int(x) for x in self._offsets[i])
+            if self._special[i] or seg < 0 or seg not in texts or end <= start:
+                # special tokens (and tokens without a span) as chips where they sit
+                parts.append(self._token_html(i, html.escape(label), colors, chip=True))
+                continue
+            if seg == 1 and not pair_started and self._pair is not None:
+                start_pair()
+            if seg != current_segment:
+                current_segment = seg
+            flush(seg, start)
+            s = max(start, cursor[seg])
+            e = min(end, len(texts[seg]))
+            if e <= s:  # span already consumed (overlapping offsets): show the label
+                parts.append(self._token_html(i, html.escape(label), colors, chip=True))
+                continue
+            parts.append(self._token_html(i, _text_html(texts[seg][s:e]), colors, chip=False))
+            cursor[seg] = e
+        flush(0)
+        if self._pair is not None:
+            if not pair_started:
+                start_pair()
+            flush(1)
+        parts.append("</p>")
+        self._html = "".join(parts)
+        scroll = self._browser.verticalScrollBar().value()
+        self._browser.setHtml(self._html)
+        self._browser.verticalScrollBar().setValue(scroll)
+
+    # -- handlers --------------------------------------------------------------------------
+    def _index_from_url(self, url: QUrl) -> int | None:
+        s = url.toString()
+        if not s.startswith(ANCHOR_PREFIX):
+            return None
+        try:
+            idx = int(s[len(ANCHOR_PREFIX) :])
+        except ValueError:
+            return None
+        return idx if 0 <= idx < len(self._labels) else None
+
+    def _on_anchor_clicked(self, url: QUrl) -> None:
+        idx = self._index_from_url(url)
+        if idx is not None:
+            self.token_selected.emit(idx)
+
+    def _on_highlighted(self, url: QUrl) -> None:
+        idx = self._index_from_url(url)
+        self._browser.setToolTip(self.token_tooltip(idx) if idx is not None else "")
+        self.token_hovered.emit(-1 if idx is None else idx)
