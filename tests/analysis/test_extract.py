@@ -1,0 +1,391 @@
+"""Extraction: tokens, offsets, segments, attentions equal to raw transformers output."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.extract import ExtractionError, InputError, extract
+from analysis.models import load_model
+from analysis.tokens import display_label, display_labels
+from tests.tiny_models import (
+    DECODER_FAMILIES,
+    ENCODER_DECODER_FAMILIES,
+    ENCODER_FAMILIES,
+    FAMILIES,
+    HEADS,
+    LAYERS,
+    MAX_POSITIONS,
+)
+
+SENTENCE = "The quick brown fox didn't jump over 3 lazy dogs — it’s Tokenization!"
+QUESTION = "Where does the river meet the sea?"
+CONTEXT = "The river meets the sea at the delta, near the old harbour."
+ATOL = 1e-5
+
+
+def _raw_attentions(loaded, text, pair=None):
+    """What transformers itself returns for the same text: ``(input_ids, attentions)``."""
+    inputs = loaded.tokenizer(text, pair, return_tensors="pt")
+    with torch.no_grad():
+        out = loaded.model(**inputs, output_attentions=True)
+    return inputs["input_ids"][0], np.stack([a[0].numpy() for a in out.attentions])
+
+
+def _raw_seq2seq(loaded, text, target):
+    """Encoder, decoder and cross attentions of transformers for ``text`` -> ``target``."""
+    model = loaded.model
+    inputs = loaded.tokenizer(text, return_tensors="pt")
+    labels = loaded.tokenizer(text_target=target, return_tensors="pt")["input_ids"]
+    if hasattr(model, "_shift_right"):  # T5
+        decoder_ids = model._shift_right(labels)
+    else:  # BART
+        from transformers.models.bart.modeling_bart import shift_tokens_right
+
+        decoder_ids = shift_tokens_right(
+            labels, model.config.pad_token_id, model.config.decoder_start_token_id
+        )
+    with torch.no_grad():
+        out = model(**inputs, decoder_input_ids=decoder_ids, output_attentions=True)
+
+    def stack(layers):
+        return np.stack([a[0].numpy() for a in layers])
+
+    return (
+        decoder_ids[0],
+        stack(out.encoder_attentions),
+        stack(out.decoder_attentions),
+        stack(out.cross_attentions),
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    """``tiny(family)`` -> a loaded tiny model of that family."""
+
+    def get(family):
+        return load_model(str(tiny_model_dir(family)))
+
+    return get
+
+
+# --- every family equals transformers ---------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ENCODER_FAMILIES + DECODER_FAMILIES)
+def test_attentions_equal_the_raw_transformers_output(family, tiny):
+    loaded = tiny(family)
+    run = extract(loaded, SENTENCE)
+    ids, raw = _raw_attentions(loaded, SENTENCE)
+    assert run.input_ids.dtype == np.int64
+    np.testing.assert_array_equal(run.input_ids, ids.numpy())
+    assert run.tokens == tuple(loaded.tokenizer.convert_ids_to_tokens(ids.tolist()))
+    assert run.attentions.dtype == np.float32
+    assert run.attentions.shape == (LAYERS, HEADS, len(ids), len(ids))
+    np.testing.assert_allclose(run.attentions, raw, atol=ATOL, rtol=0)
+    np.testing.assert_allclose(run.attentions.sum(-1), 1.0, atol=1e-5)
+    assert (run.num_layers, run.num_heads) == (run.model.num_layers, run.model.num_heads)
+    assert run.decoder_attentions is None and run.cross_attentions is None
+
+
+@pytest.mark.parametrize("family", ENCODER_FAMILIES)
+def test_pair_attentions_equal_the_raw_transformers_output(family, tiny):
+    loaded = tiny(family)
+    run = extract(loaded, QUESTION, CONTEXT)
+    ids, raw = _raw_attentions(loaded, QUESTION, CONTEXT)
+    np.testing.assert_array_equal(run.input_ids, ids.numpy())
+    np.testing.assert_allclose(run.attentions, raw, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("family", DECODER_FAMILIES)
+def test_a_causal_model_has_a_zero_upper_triangle(family, tiny):
+    run = extract(tiny(family), SENTENCE)
+    assert run.model.is_causal
+    upper = np.triu(np.ones((run.num_tokens, run.num_tokens), dtype=bool), k=1)
+    assert np.all(run.attentions[..., upper] == 0.0)
+    assert np.all(run.attentions[..., ~upper] > 0.0)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_grouped_query_attention_gives_one_matrix_per_query_head(family, tiny):
+    run = extract(tiny(family), SENTENCE)
+    assert run.model.num_kv_heads < run.model.num_heads
+    assert run.attentions.shape[1] == run.model.num_heads == HEADS
+    # heads sharing one key/value head still attend differently (own queries)
+    assert not np.allclose(run.attentions[:, 0], run.attentions[:, 1])
+
+
+@pytest.mark.parametrize("family", ENCODER_DECODER_FAMILIES)
+def test_encoder_decoder_arrays_equal_the_raw_output(family, tiny):
+    loaded = tiny(family)
+    target = "Hello world, a new line."
+    run = extract(loaded, SENTENCE, decoder_text=target)
+    decoder_ids, encoder, decoder, cross = _raw_seq2seq(loaded, SENTENCE, target)
+    t, td = run.num_tokens, len(decoder_ids)
+    assert run.attentions.shape == (LAYERS, HEADS, t, t)
+    assert run.decoder_attentions.shape == (LAYERS, HEADS, td, td)
+    assert run.cross_attentions.shape == (LAYERS, HEADS, td, t)
+    for array in (run.attentions, run.decoder_attentions, run.cross_attentions):
+        assert array.dtype == np.float32 and not array.flags.writeable
+    np.testing.assert_array_equal(run.decoder_input_ids, decoder_ids.numpy())
+    assert run.decoder_tokens == tuple(loaded.tokenizer.convert_ids_to_tokens(decoder_ids.tolist()))
+    assert len(run.decoder_labels) == td
+    np.testing.assert_allclose(run.attentions, encoder, atol=ATOL, rtol=0)
+    np.testing.assert_allclose(run.decoder_attentions, decoder, atol=ATOL, rtol=0)
+    np.testing.assert_allclose(run.cross_attentions, cross, atol=ATOL, rtol=0)
+    upper = np.triu(np.ones((td, td), dtype=bool), k=1)
+    assert np.all(run.decoder_attentions[..., upper] == 0.0)
+    np.testing.assert_allclose(run.cross_attentions.sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ENCODER_DECODER_FAMILIES)
+def test_the_decoder_input_rule(family, tiny):
+    loaded = tiny(family)
+    start = loaded.model.config.decoder_start_token_id
+    target_ids = loaded.tokenizer(text_target=CONTEXT)["input_ids"]
+
+    by_pair = extract(loaded, QUESTION, CONTEXT)  # the pair is the decoder input
+    assert by_pair.pair is None and set(by_pair.segment_ids.tolist()) <= {-1, 0}
+    assert by_pair.decoder_input_ids.tolist() == [start] + target_ids[:-1]
+
+    explicit = extract(loaded, QUESTION, decoder_text=CONTEXT)
+    np.testing.assert_array_equal(explicit.decoder_input_ids, by_pair.decoder_input_ids)
+
+    itself = extract(loaded, CONTEXT)  # no pair, no decoder text: the text itself
+    assert itself.decoder_input_ids.tolist() == [start] + target_ids[:-1]
+
+    both = extract(loaded, QUESTION, CONTEXT, decoder_text="Hello")
+    assert both.pair == CONTEXT and 1 in both.segment_ids.tolist()
+
+
+def test_decoder_text_needs_an_encoder_decoder_model(tiny):
+    with pytest.raises(InputError, match="has no decoder"):
+        extract(tiny("bert"), SENTENCE, decoder_text="Hello")
+
+
+# --- tokens, offsets, segments --------------------------------------------------------
+
+
+def test_default_model_tokens_offsets_and_rows(default_loaded):
+    run = extract(default_loaded, SENTENCE)
+    assert run.model.num_layers == 6 and run.model.num_heads == 12
+    assert run.attentions.shape == (6, 12, run.num_tokens, run.num_tokens)
+    np.testing.assert_allclose(run.attentions.sum(-1), 1.0, atol=1e-5)
+    assert run.tokens[0] == "[CLS]" and run.tokens[-1] == "[SEP]"
+    assert run.special_mask.tolist() == [t in ("[CLS]", "[SEP]") for t in run.tokens]
+    assert run.offsets.shape == (run.num_tokens, 2) and run.offsets.dtype == np.int64
+    for token, (start, end), special in zip(run.tokens, run.offsets, run.special_mask, strict=True):
+        if special:
+            assert (start, end) == (0, 0)
+        else:
+            # the model is uncased and strips accents, so compare as it sees the text
+            assert SENTENCE[start:end].lower() == token.removeprefix("##")
+    assert run.labels[run.tokens.index("##ization")] == "ization"
+    assert run.word_ids[0] is None and run.word_ids[1] == 0
+    words = [w for w in run.word_ids if w is not None]
+    assert words == sorted(words)
+
+
+def test_default_model_arrays_are_read_only(default_loaded):
+    run = extract(default_loaded, SENTENCE)
+    for array in (run.attentions, run.input_ids, run.offsets, run.special_mask, run.segment_ids):
+        assert not array.flags.writeable
+    with pytest.raises(ValueError):
+        run.attentions[0, 0, 0, 0] = 1.0
+
+
+def test_bert_pair_has_question_and_context_segments(default_loaded):
+    run = extract(default_loaded, QUESTION, CONTEXT)
+    assert run.pair == CONTEXT
+    sep = [i for i, t in enumerate(run.tokens) if t == "[SEP]"]
+    assert run.tokens[0] == "[CLS]" and len(sep) == 2 and sep[1] == run.num_tokens - 1
+    expected = [-1] + [0] * (sep[0] - 1) + [-1] + [1] * (sep[1] - sep[0] - 1) + [-1]
+    assert run.segment_ids.tolist() == expected
+    for i in range(run.num_tokens):
+        if run.special_mask[i]:
+            continue
+        start, end = run.offsets[i]
+        assert run.segment_text(i)[start:end].lower() == run.tokens[i].removeprefix("##")
+    _, raw = _raw_attentions(default_loaded, QUESTION, CONTEXT)
+    np.testing.assert_allclose(run.attentions, raw, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_offsets_point_into_the_text_without_edge_spaces(family, tiny):
+    run = extract(tiny(family), SENTENCE, None if family in ENCODER_DECODER_FAMILIES else CONTEXT)
+    assert len(run.labels) == len(run.word_ids) == run.num_tokens
+    for i in range(run.num_tokens):
+        start, end = run.offsets[i]
+        if run.special_mask[i]:
+            assert (start, end) == (0, 0) and run.segment_ids[i] == -1
+            assert run.word_ids[i] is None
+            continue
+        source = run.segment_text(i)
+        assert 0 <= start <= end <= len(source)
+        piece = source[start:end]
+        assert piece == piece.strip() or not piece.strip()
+
+
+def test_byte_level_labels_match_the_text(tiny):
+    run = extract(tiny("gpt2"), "Hello world, it’s fine.\nNext line.")
+    assert "Ċ" in run.tokens
+    assert run.labels[run.tokens.index("Ċ")] == "⏎"
+    start, end = run.offsets[run.tokens.index("Ċ")]
+    assert run.text[start:end] == "\n"
+    for token, label, (start, end) in zip(run.tokens, run.labels, run.offsets, strict=True):
+        # decoded or plain ASCII tokens; a lone space token's trimmed span is empty
+        if (label != token or token.isascii()) and label not in ("⏎", "␣"):
+            assert run.text[start:end] == label
+
+
+def test_special_tokens_per_family(tiny):
+    gpt2 = extract(tiny("gpt2"), "Hello world")
+    assert not gpt2.special_mask.any()  # GPT-2 adds no special tokens
+    typed = extract(tiny("gpt2"), "Hello<|endoftext|>world")
+    assert typed.special_mask[typed.tokens.index("<|endoftext|>")]
+    llama = extract(tiny("llama"), "Hello world")
+    assert llama.tokens[0] == "<s>" and llama.special_mask[0] and llama.segment_ids[0] == -1
+    roberta = extract(tiny("roberta"), "Hello world")
+    assert roberta.tokens[0] == "<s>" and roberta.tokens[-1] == "</s>"
+    assert roberta.special_mask[[0, -1]].all() and roberta.labels[0] == "<s>"
+    t5 = extract(tiny("t5"), "Hello world")
+    assert t5.tokens[-1] == "</s>" and t5.special_mask[-1] and not t5.special_mask[0]
+
+
+# --- truncation ------------------------------------------------------------------------
+
+
+def test_a_short_text_is_not_truncated(default_loaded):
+    run = extract(default_loaded, SENTENCE)
+    assert not run.truncated and run.notice is None
+
+
+def test_a_long_text_is_truncated_and_says_so(default_loaded):
+    text = "word " * 810
+    run = extract(default_loaded, text)
+    assert run.truncated
+    assert run.num_tokens == 512 and run.attentions.shape[-1] == 512
+    assert run.notice == (
+        "The text has 812 tokens; all-MiniLM-L6-v2 (embedded) reads at most 512, "
+        "so only the first 512 are shown."
+    )
+    assert run.tokens[-1] == "[SEP]"
+
+
+def test_max_tokens_truncates_below_the_model_limit(tiny):
+    run = extract(tiny("gpt2"), SENTENCE, max_tokens=8)
+    assert run.truncated and run.num_tokens == 8
+    assert "the token limit is 8" in run.notice
+    full = extract(tiny("gpt2"), SENTENCE)
+    assert run.tokens == full.tokens[:8]
+    # causal: the first 8 tokens see the same as in the full text
+    np.testing.assert_allclose(run.attentions, full.attentions[..., :8, :8], atol=ATOL)
+
+
+def test_a_long_pair_shortens_the_context_first(default_loaded):
+    run = extract(default_loaded, QUESTION, "the sea " * 400)
+    assert run.truncated and run.num_tokens == 512
+    question = [t for t, s in zip(run.tokens, run.segment_ids, strict=True) if s == 0]
+    assert " ".join(question) == "where does the river meet the sea ?"
+    assert run.notice.startswith("The text and its pair have ")
+
+
+def test_tiny_model_limit_applies(tiny):
+    run = extract(tiny("bert"), "fox " * 100)
+    assert run.truncated and run.num_tokens == MAX_POSITIONS
+
+
+# --- errors and timings ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t "])
+def test_empty_text_is_an_input_error(text, tiny):
+    with pytest.raises(InputError, match="the text is empty"):
+        extract(tiny("bert"), text)
+
+
+def test_not_a_string_is_an_input_error(tiny):
+    with pytest.raises(InputError, match="must be a string"):
+        extract(tiny("bert"), None)
+
+
+def test_a_blank_pair_means_no_pair(tiny):
+    run = extract(tiny("bert"), SENTENCE, "  ")
+    assert run.pair is None and 1 not in run.segment_ids.tolist()
+
+
+def test_a_token_limit_below_the_special_tokens_is_an_input_error(tiny):
+    with pytest.raises(InputError, match="at least 3"):
+        extract(tiny("bert"), SENTENCE, max_tokens=2)
+
+
+class _Broken(torch.nn.Module):
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **kwargs):
+        raise RuntimeError("boom\nwith a long traceback-like tail")
+
+
+class _Blind(torch.nn.Module):
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **kwargs):
+        return SimpleNamespace(attentions=None)
+
+
+def test_a_failing_forward_pass_is_one_readable_line(tiny):
+    broken = dataclasses.replace(tiny("bert"), model=_Broken())
+    with pytest.raises(ExtractionError, match=r"failed on this text: boom$"):
+        extract(broken, SENTENCE)
+
+
+def test_a_model_without_attention_weights_says_so(tiny):
+    blind = dataclasses.replace(tiny("bert"), model=_Blind())
+    with pytest.raises(ExtractionError, match="returned no attention weights"):
+        extract(blind, SENTENCE)
+
+
+def test_timings_are_reported_in_seconds(tiny):
+    loaded = tiny("bert")
+    run = extract(loaded, SENTENCE)
+    assert set(run.timings) == {"load", "tokenize", "forward", "convert"}
+    assert run.timings["load"] == loaded.load_seconds
+    assert all(value >= 0 for value in run.timings.values())
+
+
+# --- display labels ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("token", "label"),
+    [
+        ("Ġthe", "the"),
+        ("##ing", "ing"),
+        ("▁the", "the"),
+        ("Ċ", "⏎"),
+        ("ĊĊ", "⏎⏎"),
+        ("ĉ", "⇥"),
+        ("âĢĻ", "’"),
+        ("ĠâĢĻ", "’"),
+        ("ĠcafÃ©", "café"),
+        ("<0x0A>", "⏎"),
+        ("Ġ", "␣"),
+        ("▁", "␣"),
+        ("▁New▁York", "New York"),
+        ("hello", "hello"),
+        ("##", "##"),
+        ("[CLS]", "[CLS]"),
+        ("<s>", "<s>"),
+        ("</s>", "</s>"),
+        ("<|endoftext|>", "<|endoftext|>"),
+        ("âĢ", "âĢ"),  # part of a character: cannot be shown alone
+        ("<0xE2>", "<0xE2>"),
+    ],
+)
+def test_display_label(token, label):
+    assert display_label(token) == label
+
+
+def test_special_tokens_keep_their_spelling():
+    assert display_label("▁weird", special=True) == "▁weird"
+    assert display_labels(["[CLS]", "##s", "Ġa"], [True, False, False]) == ("[CLS]", "s", "a")
