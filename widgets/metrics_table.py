@@ -1,0 +1,293 @@
+"""Sortable, filterable table of per-token graph metrics.
+
+:class:`MetricsTable` shows one row per token: its index, its text, its community and
+one column per metric (in_strength, pagerank, ...).  It is a QTableView over a
+QAbstractTableModel (cheap at 512 rows, unlike QTableWidget) behind a
+QSortFilterProxyModel that sorts on a numeric role, so 10 sorts after 9, and filters on
+the token text.  Selecting a row emits the token's index, never the sorted row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from PySide6 import QtCore, QtWidgets
+from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
+
+__all__ = ["MetricsTable", "MetricsModel", "SORT_ROLE"]
+
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+FIXED_COLUMNS = ("index", "token", "community")
+
+
+def _fmt(value: float) -> str:
+    v = float(value)
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    if v == int(v) and abs(v) < 1e9:
+        return str(int(v))
+    if abs(v) >= 1e4 or abs(v) < 1e-3:
+        return f"{v:.3g}"
+    return f"{v:.4f}"
+
+
+class MetricsModel(QtCore.QAbstractTableModel):
+    """Rows are tokens in their original order: row ``r`` is token ``r``."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._labels: list[str] = []
+        self._names: list[str] = []
+        self._values = np.zeros((0, 0))
+        self._communities: np.ndarray | None = None
+
+    def set_metrics(self, labels, metrics, communities) -> None:
+        labels = [str(t) for t in labels]
+        n = len(labels)
+        names = [str(k) for k in metrics]
+        cols = []
+        for name, values in metrics.items():
+            arr = np.asarray(values, dtype=np.float64).ravel()
+            if arr.shape[0] != n:
+                raise ValueError(f"metric {name!r} has {arr.shape[0]} values for {n} tokens")
+            cols.append(arr)
+        if communities is not None:
+            communities = np.asarray(communities).ravel().astype(np.int64)
+            if communities.shape[0] != n:
+                raise ValueError(f"communities has {communities.shape[0]} values for {n} tokens")
+        self.beginResetModel()
+        self._labels = labels
+        self._names = names
+        self._values = np.column_stack(cols) if cols else np.zeros((n, 0))
+        self._communities = communities
+        self.endResetModel()
+
+    def metric_names(self) -> list[str]:
+        return list(self._names)
+
+    def columns(self) -> list[str]:
+        return list(FIXED_COLUMNS) + self._names
+
+    # Qt model API
+    def rowCount(self, parent=None):
+        return 0 if parent is not None and parent.isValid() else len(self._labels)
+
+    def columnCount(self, parent=None):
+        if parent is not None and parent.isValid():
+            return 0
+        return len(FIXED_COLUMNS) + len(self._names)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+        if orientation != Qt.Orientation.Horizontal:
+            return None
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
+            cols = self.columns()
+            return cols[section] if 0 <= section < len(cols) else None
+        return None
+
+    def raw(self, row: int, col: int):
+        """The value behind a cell: int, str, float, or None (no community)."""
+        if col == 0:
+            return row
+        if col == 1:
+            return self._labels[row]
+        if col == 2:
+            return None if self._communities is None else int(self._communities[row])
+        return float(self._values[row, col - len(FIXED_COLUMNS)])
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        row, col = index.row(), index.column()
+        value = self.raw(row, col)
+        if role == Qt.ItemDataRole.DisplayRole:
+            if value is None:
+                return "—"
+            if col == 1:
+                return value if value.strip() else repr(value)
+            if col >= len(FIXED_COLUMNS):
+                return _fmt(value)
+            return str(value)
+        if role == SORT_ROLE:
+            if col == 1:
+                return value.casefold()
+            if value is None:
+                return -1
+            if isinstance(value, float) and math.isnan(value):
+                return -math.inf  # nan sorts below every number
+            return value
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if col >= len(FIXED_COLUMNS):
+                return f"{self._names[col - len(FIXED_COLUMNS)]} of {self._labels[row]!r} (#{row}): {value!r}"
+            if col == 1:
+                return f"{value!r} (#{row})"
+            return None
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            if col != 1:
+                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            return int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+
+class _TokenFilterProxy(QSortFilterProxyModel):
+    """Sorts on SORT_ROLE; ties keep token order."""
+
+    def lessThan(self, left, right):
+        a = left.data(SORT_ROLE)
+        b = right.data(SORT_ROLE)
+        if a == b:
+            return left.row() < right.row()
+        return a < b
+
+
+class MetricsTable(QtWidgets.QWidget):
+    """Per-token metrics with numeric sorting, token filter and linked selection.
+
+    Signals
+    -------
+    token_selected(int): the person selected the row of this token index.
+    """
+
+    token_selected = Signal(int)
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self._updating = False
+        self._model = MetricsModel(self)
+        self._proxy = _TokenFilterProxy(self)
+        self._proxy.setSourceModel(self._model)
+        self._proxy.setSortRole(SORT_ROLE)
+        self._proxy.setFilterKeyColumn(1)
+        self._proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self._proxy.setDynamicSortFilter(True)
+
+        self._filter = QtWidgets.QLineEdit()
+        self._filter.setPlaceholderText("Filter tokens…")
+        self._filter.setClearButtonEnabled(True)
+        self._count = QtWidgets.QLabel()
+        self._count.setStyleSheet("color: #52606d;")
+
+        self._view = QtWidgets.QTableView()
+        self._view.setModel(self._proxy)
+        self._view.setSortingEnabled(True)
+        self._view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+        self._view.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+        self._view.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
+        self._view.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self._view.verticalHeader().setVisible(False)
+        self._view.verticalHeader().setDefaultSectionSize(22)
+        self._view.horizontalHeader().setStretchLastSection(True)
+        self._view.setAlternatingRowColors(True)
+        self._view.setWordWrap(False)
+
+        top = QtWidgets.QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(self._filter, 1)
+        top.addWidget(self._count)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(top)
+        layout.addWidget(self._view, 1)
+
+        self._filter.textChanged.connect(self._on_filter_changed)
+        self._view.selectionModel().selectionChanged.connect(self._on_selection_changed)
+        self._update_count()
+
+    # ------------------------------------------------------------------ public API
+
+    def set_metrics(
+        self,
+        labels: Sequence[str],
+        metrics: dict[str, np.ndarray],
+        communities: np.ndarray | None = None,
+    ) -> None:
+        """Show one row per token; keeps the sort column and the filter text."""
+        self._updating = True
+        try:
+            self._model.set_metrics(labels, metrics, communities)
+        finally:
+            self._updating = False
+        self._view.resizeColumnsToContents()
+        self._update_count()
+
+    def clear(self) -> None:
+        self.set_metrics([], {}, None)
+
+    def select_token(self, index: int | None) -> None:
+        """Select (and scroll to) the row of token ``index`` without emitting;
+        None clears the selection.  A token hidden by the filter is not selected."""
+        self._updating = True
+        try:
+            sel = self._view.selectionModel()
+            sel.clearSelection()
+            if index is None:
+                return
+            i = int(index)
+            if not 0 <= i < self._model.rowCount():
+                raise ValueError(f"token index {i} out of range [0, {self._model.rowCount()})")
+            proxy_index = self._proxy.mapFromSource(self._model.index(i, 0))
+            if not proxy_index.isValid():
+                return
+            sel.select(
+                proxy_index,
+                QtCore.QItemSelectionModel.SelectionFlag.ClearAndSelect
+                | QtCore.QItemSelectionModel.SelectionFlag.Rows,
+            )
+            sel.setCurrentIndex(proxy_index, QtCore.QItemSelectionModel.SelectionFlag.NoUpdate)
+            self._view.scrollTo(proxy_index, QtWidgets.QAbstractItemView.ScrollHint.PositionAtCenter)
+        finally:
+            self._updating = False
+
+    def selected_token(self) -> int | None:
+        rows = self._view.selectionModel().selectedRows()
+        if not rows:
+            return None
+        return self._proxy.mapToSource(rows[0]).row()
+
+    def set_filter(self, text: str) -> None:
+        self._filter.setText(text)
+
+    def sort_by(self, column: str, descending: bool = False) -> None:
+        col = self._model.columns().index(column)
+        order = Qt.SortOrder.DescendingOrder if descending else Qt.SortOrder.AscendingOrder
+        self._view.sortByColumn(col, order)
+
+    def columns(self) -> list[str]:
+        return self._model.columns()
+
+    def to_rows(self) -> list[tuple]:
+        """Rows as shown (sorted and filtered), with raw values:
+        ``(index, token, community or None, metric values...)``."""
+        out = []
+        for r in range(self._proxy.rowCount()):
+            src = self._proxy.mapToSource(self._proxy.index(r, 0)).row()
+            out.append(tuple(self._model.raw(src, c) for c in range(self._model.columnCount())))
+        return out
+
+    def table_view(self) -> QtWidgets.QTableView:
+        return self._view
+
+    def filter_edit(self) -> QtWidgets.QLineEdit:
+        return self._filter
+
+    # ------------------------------------------------------------------ handlers
+
+    def _on_filter_changed(self, text: str) -> None:
+        self._proxy.setFilterFixedString(text)
+        self._update_count()
+
+    def _on_selection_changed(self, selected, deselected) -> None:
+        if self._updating:
+            return
+        token = self.selected_token()
+        if token is not None:
+            self.token_selected.emit(token)
+
+    def _update_count(self) -> None:
+        total = self._model.rowCount()
+        shown = self._proxy.rowCount()
+        self._count.setText(f"{shown} of {total} tokens" if shown != total else f"{total} tokens")
