@@ -35,7 +35,7 @@ class GraphRequest:
     rule: object  # analysis.graph.SparsifyRule
     resolution: float = 1.0
     seed: int = 0
-    force_layout: bool = False
+    force_layout: bool = True  # lay out here so that switching to "force" costs the GUI nothing
 
 
 @dataclass(frozen=True)

@@ -239,7 +239,6 @@ class MainWindow(QMainWindow):
         self.graph_panel.canvas.target_selected.connect(self._on_path_target)
         self.graph_panel.settings_changed.connect(self.request_graph)
         self.graph_panel.path_kind_changed.connect(self.request_path)
-        self.graph_panel.layout_box.currentIndexChanged.connect(self._on_layout_changed)
         self.worker.progress.connect(self._on_progress)
         self.worker.finished.connect(self._on_finished)
         self.worker.failed.connect(self._on_failed)
@@ -459,7 +458,6 @@ class MainWindow(QMainWindow):
             matrix=view.matrix,
             rule=rule,
             resolution=self.graph_panel.resolution(),
-            force_layout=self.graph_panel.layout_kind() == "force",
         )
         self.worker.submit("graph", graph_job(request))
 
@@ -475,9 +473,7 @@ class MainWindow(QMainWindow):
             metrics["flow"] = self.flow
         canvas = self.graph_panel.canvas
         canvas.set_graph(view.row_labels, result.sources, result.targets, result.weights,
-                         metrics=metrics, communities=result.communities)
-        if "force" in self.graph_positions and self.graph_panel.layout_kind() == "force":
-            canvas.set_positions(self.graph_positions["force"])
+                         metrics=metrics, communities=result.communities, positions=self.graph_positions)
         self.metrics_table.set_metrics(view.row_labels, metrics, result.communities)
         communities = len(set(result.communities.tolist()))
         self.graph_panel.info.setText(
@@ -487,10 +483,6 @@ class MainWindow(QMainWindow):
         )
         self._show_selection()
         self.graph_ready.emit()
-
-    def _on_layout_changed(self, *_):
-        if self.graph_panel.layout_kind() == "force" and "force" not in self.graph_positions:
-            self.request_graph()
 
     def request_flow(self) -> None:
         if self.result is None or self.view is None:

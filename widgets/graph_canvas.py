@@ -662,11 +662,14 @@ class GraphCanvas(QtWidgets.QWidget):
         metrics: dict[str, np.ndarray] | None = None,
         communities: np.ndarray | None = None,
         node_layer: np.ndarray | None = None,
+        positions: dict[str, np.ndarray] | None = None,
     ) -> None:
         """Show a graph: ``labels[i]`` is token i; edge k is ``sources[k] -> targets[k]``
         with ``weights[k]``.  Keeps the current layout kind and size metric; clears the
         highlighted path (it belonged to the previous graph) and keeps source, target
-        and selection where they are still valid token indices."""
+        and selection where they are still valid token indices.  ``positions`` maps a
+        layout kind to ``[n, 2]`` coordinates computed elsewhere (the app's worker lays out
+        the force graph there, so this thread does not)."""
         labels = [str(t) for t in labels]
         n = len(labels)
         s = np.asarray(sources, dtype=np.int64).ravel()
@@ -703,6 +706,10 @@ class GraphCanvas(QtWidgets.QWidget):
         self._communities = communities
         self._node_layer = node_layer
         self._layout_cache = {}
+        for kind, pos in (positions or {}).items():
+            pos = np.asarray(pos, dtype=np.float64)
+            if kind in self.LAYOUTS and pos.shape == (n, 2):
+                self._layout_cache[kind] = pos.copy()
         self._path_nodes = []
         self._hovered = -1
         for attr in ("_source", "_target", "_selected"):

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from widgets.graph_canvas import LAYOUTS, GraphCanvas
+from widgets.graph_canvas import GraphCanvas
 
 RULES = (
     ("coverage", "Coverage", "Per query, keep the strongest edges that cover this share of its attention"),
@@ -22,11 +22,12 @@ RULES = (
     ("threshold", "Threshold", "Keep every edge at least this heavy"),
     ("none", "All edges", "Keep every nonzero weight (dense)"),
 )
-SIZE_METRICS = ("pagerank", "betweenness", "in_strength", "out_strength", "closeness", "authority", "hub", "flow")
 
 
 class GraphPanel(QWidget):
-    """Controls emit ``settings_changed`` (debounced); layout/size/path kind emit their own."""
+    """Controls emit ``settings_changed`` (debounced) and ``path_kind_changed``.
+
+    Layout and node-size selectors belong to the canvas itself."""
 
     settings_changed = Signal()
     path_kind_changed = Signal()
@@ -65,14 +66,6 @@ class GraphPanel(QWidget):
         self.resolution_spin.setPrefix("resolution ")
         self.resolution_spin.setToolTip("Louvain resolution: higher gives more, smaller communities")
 
-        self.layout_box = QComboBox()
-        for name in LAYOUTS:
-            self.layout_box.addItem(name.capitalize(), name)
-        self.layout_box.setToolTip("Arc: tokens in reading order; circular; force-directed; layered (across layers)")
-        self.size_box = QComboBox()
-        for name in SIZE_METRICS:
-            self.size_box.addItem(name.replace("_", " "), name)
-        self.size_box.setToolTip("Node size by this metric")
         self.path_box = QComboBox()
         self.path_box.addItem("Most probable path", "probable")
         self.path_box.addItem("Widest path", "widest")
@@ -85,7 +78,7 @@ class GraphPanel(QWidget):
         grid.setContentsMargins(4, 2, 4, 2)
         for column, widget in enumerate((self.rule_box, self.coverage_spin, self.topk_spin, self.min_weight_spin, self.loops_check)):
             grid.addWidget(widget, 0, column)
-        for column, widget in enumerate((self.resolution_spin, self.layout_box, self.size_box, self.path_box)):
+        for column, widget in enumerate((self.resolution_spin, self.path_box)):
             grid.addWidget(widget, 1, column)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -100,8 +93,6 @@ class GraphPanel(QWidget):
         for signal in (self.rule_box.currentIndexChanged, self.coverage_spin.valueChanged, self.topk_spin.valueChanged,
                        self.min_weight_spin.valueChanged, self.loops_check.toggled, self.resolution_spin.valueChanged):
             signal.connect(self._on_setting_changed)
-        self.layout_box.currentIndexChanged.connect(self._on_layout_changed)
-        self.size_box.currentIndexChanged.connect(self._on_size_changed)
         self.path_box.currentIndexChanged.connect(self.path_kind_changed)
         self._update_enabled()
 
@@ -113,12 +104,6 @@ class GraphPanel(QWidget):
     def _on_setting_changed(self, *_):
         self._update_enabled()
         self._debounce.start()
-
-    def _on_layout_changed(self, *_):
-        self.canvas.set_layout(self.layout_box.currentData())
-
-    def _on_size_changed(self, *_):
-        self.canvas.set_size_metric(self.size_box.currentData())
 
     def rule_settings(self) -> dict:
         """Keyword arguments of ``analysis.graph.SparsifyRule``."""
@@ -134,7 +119,7 @@ class GraphPanel(QWidget):
         return self.resolution_spin.value()
 
     def layout_kind(self) -> str:
-        return self.layout_box.currentData()
+        return self.canvas.layout_kind()
 
     def widest(self) -> bool:
         return self.path_box.currentData() == "widest"

@@ -161,6 +161,10 @@ class TokenTextView(QWidget):
         value = f"{v:.3f}" if v == 0 or abs(v) >= 1e-3 else f"{v:.1e}"
         return f"{label} · {value}"
 
+    def weights(self) -> np.ndarray | None:
+        """The per-token weights shown (None when nothing is coloured)."""
+        return None if self._weights is None else self._weights.copy()
+
     def selected(self) -> int | None:
         return self._selected
 
