@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
@@ -134,6 +134,7 @@ class MainWindow(QMainWindow):
         self.head_overview = HeadOverview()
         self.token_view = TokenTextView()
         self.graph_panel = GraphPanel()
+        self.graph_panel.canvas.set_size_metric("pagerank")
         self.metrics_table = MetricsTable()
 
         central = QWidget()
@@ -166,9 +167,22 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.tokens_dock, self.metrics_dock)
         self.tokens_dock.raise_()
         self.setDockOptions(QMainWindow.AnimatedDocks | QMainWindow.AllowTabbedDocks | QMainWindow.AllowNestedDocks)
-        self.resizeDocks([self.input_dock, self.graph_dock], [330, 560], Qt.Horizontal)
-        self.resizeDocks([self.input_dock, self.heads_dock], [420, 330], Qt.Vertical)
-        self.resizeDocks([self.tokens_dock], [170], Qt.Vertical)
+
+    def _fit_to_screen(self) -> None:
+        """First start: fill most of the screen, heatmap in the middle, docks in proportion."""
+        screen = QGuiApplication.primaryScreen()
+        available = screen.availableGeometry() if screen is not None else None
+        width = min(1500, int(available.width() * 0.96)) if available else 1500
+        height = min(940, int(available.height() * 0.94)) if available else 940
+        self.resize(width, height)
+        self._split_docks()
+        QTimer.singleShot(0, self._split_docks)  # again once shown: Qt lays docks out on show
+
+    def _split_docks(self) -> None:
+        width, height = self.width(), self.height()
+        self.resizeDocks([self.input_dock, self.graph_dock], [int(width * 0.22), int(width * 0.34)], Qt.Horizontal)
+        self.resizeDocks([self.input_dock, self.heads_dock], [int(height * 0.45), int(height * 0.35)], Qt.Vertical)
+        self.resizeDocks([self.tokens_dock], [int(height * 0.12)], Qt.Vertical)
 
     def _action(self, menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
         action = QAction(text, self)
@@ -251,7 +265,7 @@ class MainWindow(QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         else:
-            self.resize(1500, 920)
+            self._fit_to_screen()
         state = self.settings.value("window/state")
         if state is not None:
             self.restoreState(state)

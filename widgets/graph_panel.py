@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import QSize, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -76,10 +76,13 @@ class GraphPanel(QWidget):
 
         grid = QGridLayout()
         grid.setContentsMargins(4, 2, 4, 2)
-        for column, widget in enumerate((self.rule_box, self.coverage_spin, self.topk_spin, self.min_weight_spin, self.loops_check)):
-            grid.addWidget(widget, 0, column)
-        for column, widget in enumerate((self.resolution_spin, self.path_box)):
-            grid.addWidget(widget, 1, column)
+        grid.addWidget(self.rule_box, 0, 0)
+        grid.addWidget(self.coverage_spin, 0, 1)
+        grid.addWidget(self.topk_spin, 0, 1)  # shares the cell: one of the two is visible
+        grid.addWidget(self.min_weight_spin, 0, 2)
+        grid.addWidget(self.loops_check, 1, 0)
+        grid.addWidget(self.resolution_spin, 1, 1)
+        grid.addWidget(self.path_box, 1, 2)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(grid)
@@ -95,6 +98,10 @@ class GraphPanel(QWidget):
             signal.connect(self._on_setting_changed)
         self.path_box.currentIndexChanged.connect(self.path_kind_changed)
         self._update_enabled()
+
+    def sizeHint(self):  # noqa: N802 (Qt name)
+        """Leave the heatmap the middle of the window: the dock starts narrower than the canvas wants."""
+        return QSize(470, 560)
 
     def _update_enabled(self) -> None:
         mode = self.rule_box.currentData()

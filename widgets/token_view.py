@@ -18,11 +18,12 @@ from collections.abc import Sequence
 import numpy as np
 from PySide6.QtCore import QPoint, Qt, QUrl, Signal
 from PySide6.QtGui import QColor, QPalette, QTextCursor
-from PySide6.QtWidgets import QLabel, QStackedLayout, QTextBrowser, QWidget
+from PySide6.QtWidgets import QLabel, QStackedLayout, QTextBrowser, QVBoxLayout, QWidget
 
 __all__ = ["TokenTextView", "EMPTY_HINT", "ANCHOR_PREFIX"]
 
 EMPTY_HINT = "Type a text and press Ctrl+Enter: its tokens appear here, coloured by attention"
+SELECT_HINT = "Click a token (here, in the heatmap or in the graph) to colour the text by the attention it pays."
 ANCHOR_PREFIX = "tok:"
 WEIGHT_COLOR = QColor(255, 140, 0)  # orange: readable under black text at any intensity
 SELECTED_COLOR = QColor(30, 90, 200)
@@ -83,10 +84,20 @@ class TokenTextView(QWidget):
         font.setPointSizeF(font.pointSizeF() * 1.2)
         self._browser.setFont(font)
 
+        self._caption = QLabel(SELECT_HINT)
+        self._caption.setObjectName("tokenViewCaption")
+        self._caption.setStyleSheet("color: palette(dark);")
+        self._page = QWidget()
+        page_layout = QVBoxLayout(self._page)
+        page_layout.setContentsMargins(0, 0, 0, 0)
+        page_layout.setSpacing(2)
+        page_layout.addWidget(self._caption)
+        page_layout.addWidget(self._browser, 1)
+
         self._stack = QStackedLayout(self)
         self._stack.setContentsMargins(0, 0, 0, 0)
         self._stack.addWidget(self._hint)
-        self._stack.addWidget(self._browser)
+        self._stack.addWidget(self._page)
         self._stack.setCurrentWidget(self._hint)
 
     # -- data ------------------------------------------------------------------------------
@@ -116,7 +127,7 @@ class TokenTextView(QWidget):
         self._weights = None
         self._selected = None
         self._rebuild()
-        self._stack.setCurrentWidget(self._browser)
+        self._stack.setCurrentWidget(self._page)
 
     def set_weights(self, weights: np.ndarray | None, selected: int | None) -> None:
         """Colour token ``j`` by ``weights[j]`` (the selected token's row of attention);
@@ -129,6 +140,7 @@ class TokenTextView(QWidget):
             raise IndexError(f"token {selected} out of range")
         self._weights = weights
         self._selected = None if selected is None else int(selected)
+        self._caption.setText(self.caption_text())
         self._rebuild()
 
     def clear(self) -> None:
@@ -160,6 +172,14 @@ class TokenTextView(QWidget):
         v = float(self._weights[index])
         value = f"{v:.3f}" if v == 0 or abs(v) >= 1e-3 else f"{v:.1e}"
         return f"{label} · {value}"
+
+    def caption_text(self) -> str:
+        """What the colours mean right now, or how to get colours."""
+        if self._weights is None:
+            return SELECT_HINT
+        if self._selected is None:
+            return "Colour = weight per token."
+        return f"Colour = attention paid by “{self._labels[self._selected]}” (token {self._selected}) to each token."
 
     def weights(self) -> np.ndarray | None:
         """The per-token weights shown (None when nothing is coloured)."""

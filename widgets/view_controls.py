@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QTimer, Signal
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSpinBox, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 VIEW_ITEMS = (
     ("head", "One head", "The attention of one head of one layer"),
@@ -48,14 +56,20 @@ class ViewControls(QWidget):
         self.colormap_box.addItems(list(colormaps))
         self.colormap_box.setToolTip("Colour map of the heatmap")
 
-        layout = QHBoxLayout(self)
+        # Two rows, so the window still fits a 1280-pixel screen beside the docks.
+        what = QHBoxLayout()
+        for widget in (QLabel("View"), self.kind_box, self.layer_spin, self.head_spin, self.stack_box):
+            what.addWidget(widget)
+        what.addStretch(1)
+        how = QHBoxLayout()
+        for widget in (self.words_check, self.special_check, self.log_check, self.colormap_box):
+            how.addWidget(widget)
+        how.addStretch(1)
+        layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 2, 4, 2)
-        for widget in (QLabel("View"), self.kind_box, self.layer_spin, self.head_spin, self.stack_box,
-                       self.words_check, self.special_check):
-            layout.addWidget(widget)
-        layout.addStretch(1)
-        for widget in (self.log_check, self.colormap_box):
-            layout.addWidget(widget)
+        layout.setSpacing(2)
+        layout.addLayout(what)
+        layout.addLayout(how)
 
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)

@@ -84,6 +84,8 @@ def test_selecting_a_token_colours_the_token_view_with_its_row(qtbot, analysed):
     assert window.selected_row() == 2
     weights = window.token_view.weights()
     np.testing.assert_allclose(weights, window.view.matrix[2], rtol=1e-6)
+    label = window.result.run.labels[2]
+    assert window.token_view.caption_text().startswith(f"Colour = attention paid by “{label}”")
 
 
 def test_exports_write_png_svg_csv_and_the_analysis_folder(qtbot, analysed, tmp_path):
