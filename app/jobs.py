@@ -126,3 +126,35 @@ def path_job(matrix: np.ndarray, source: int, target: int, widest: bool, rule):
         return finder(matrix, source, target, rule)
 
     return job
+
+
+@dataclass(frozen=True)
+class LayeredOutcome:
+    graph: object  # analysis.layered.LayeredGraph
+    stack: str  # the attention stack it was built from ("self" or "decoder")
+    seconds: float
+
+
+def layered_job(attentions: np.ndarray, layer: int, rule, stack: str, max_edges: int | None = None):
+    """The layered graph (tokens at every level, input to ``layer``) for the canvas."""
+
+    def job(context):
+        from analysis.layered import CANVAS_EDGE_LIMIT, layered_graph
+
+        context.progress(0.1, "Building the graph across layers…")
+        started = time.perf_counter()
+        graph = layered_graph(attentions, layer, rule, max_edges=max_edges or CANVAS_EDGE_LIMIT)
+        return LayeredOutcome(graph=graph, stack=stack, seconds=time.perf_counter() - started)
+
+    return job
+
+
+def route_job(attentions: np.ndarray, query: int, target: int, layer: int):
+    """The most probable route from ``query`` at the top of ``layer`` down to input ``target``."""
+
+    def job(context):
+        from analysis.paths import layered_route
+
+        return layered_route(attentions, query, target, layer)
+
+    return job

@@ -46,10 +46,13 @@ from app.jobs import (
     AnalysisResult,
     GraphOutcome,
     GraphRequest,
+    LayeredOutcome,
     analyse_job,
     flow_job,
     graph_job,
+    layered_job,
     path_job,
+    route_job,
 )
 from app.worker import WorkerClient
 from resources import sample_texts
@@ -65,6 +68,7 @@ APP_NAME = "Attention Atlas"
 DEFAULT_SOURCE = "default"
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2 (embedded)"
 MAX_RECENT = 8
+LAYERED_KINDS = ("rollout", "flow")  # views whose graph can be shown across layers
 
 
 class ImageExportDialog(QDialog):
@@ -96,6 +100,7 @@ class MainWindow(QMainWindow):
     analysis_ready = Signal()
     view_ready = Signal()
     graph_ready = Signal()
+    layered_ready = Signal()  # the graph across layers is on the canvas
     flow_ready = Signal()
     path_ready = Signal()
     error_shown = Signal(str)
@@ -114,6 +119,15 @@ class MainWindow(QMainWindow):
         self.path_source: int | None = None  # view rows
         self.path_target: int | None = None
         self.path = None
+        self._graph_info = ""
+        # Rollout / flow views with the "layered" layout: the graph across layers (nodes =
+        # tokens at each level, analysis.layered) replaces the token graph on the canvas.
+        self.graph_layout = "arc"  # the layout the person chose on the canvas
+        self.layered = None  # analysis.layered.LayeredGraph on the canvas; None: token graph
+        self._layered_key: tuple | None = None  # (stack, layer, rule) shown or being built
+        self.route = None  # analysis.paths.LayeredPathResult
+        self.route_query: int | None = None  # token indices of the view's stack
+        self.route_target: int | None = None
         self._analysed_source: str | None = None
 
         self._build_widgets()
@@ -248,9 +262,10 @@ class MainWindow(QMainWindow):
         self.heatmap.token_selected.connect(self._on_view_row_selected)
         self.token_view.token_selected.connect(self._on_run_token_selected)
         self.metrics_table.token_selected.connect(self._on_view_row_selected)
-        self.graph_panel.canvas.token_selected.connect(self._on_view_row_selected)
+        self.graph_panel.canvas.token_selected.connect(self._on_canvas_node_selected)
         self.graph_panel.canvas.source_selected.connect(self._on_path_source)
         self.graph_panel.canvas.target_selected.connect(self._on_path_target)
+        self.graph_panel.canvas.layout_changed.connect(self._on_graph_layout_changed)
         self.graph_panel.settings_changed.connect(self.request_graph)
         self.graph_panel.path_kind_changed.connect(self.request_path)
         self.worker.progress.connect(self._on_progress)
@@ -348,7 +363,7 @@ class MainWindow(QMainWindow):
     def _on_progress(self, kind: str, _id: int, fraction: float, message: str) -> None:
         if kind == "analyse":
             self.input_panel.set_progress(fraction, message)
-        elif kind in ("flow", "graph"):
+        elif kind in ("flow", "graph", "layered"):
             self.statusBar().showMessage(f"{message} {fraction:.0%}", 2000)
 
     def _on_finished(self, kind: str, _id: int, result) -> None:
@@ -357,15 +372,20 @@ class MainWindow(QMainWindow):
             "graph": self._on_graph,
             "flow": self._on_flow,
             "path": self._on_path,
+            "layered": self._on_layered,
+            "route": self._on_route,
         }[kind]
         handler(result)
 
     def _on_failed(self, kind: str, _id: int, message: str) -> None:
         prefix = {"analyse": "The analysis failed", "graph": "The graph could not be computed",
-                  "flow": "Attention flow failed", "path": "No path"}[kind]
+                  "flow": "Attention flow failed", "path": "No path",
+                  "layered": "The graph across layers could not be built", "route": "No route"}[kind]
         self.show_error(f"{prefix}: {message}")
 
     def _on_cancelled(self, kind: str, _id: int) -> None:
+        if kind == "layered":
+            self._layered_key = None  # built again on the next change of view, rule or layout
         if kind == "analyse":
             kept = " The previous result is still shown." if self.result is not None else ""
             self.input_panel.show_message("Cancelled." + kept)
@@ -388,6 +408,9 @@ class MainWindow(QMainWindow):
         self.token_view.set_tokens(run.text, run.pair, run.labels, run.offsets, run.segment_ids, run.special_mask)
         self.selected_token = None
         self.path_source = self.path_target = None
+        self.route_query = self.route_target = None
+        self.route = None
+        self._layered_key = None  # rebuilt for the new run if the layered layout is chosen
         timings = " · ".join(f"{k} {v:.2f} s" for k, v in run.timings.items() if k in ("load", "forward"))
         self.status_model.setText(
             f"{facts.name} · {run.num_tokens} tokens · {facts.num_layers} layers × {facts.num_heads} heads · {timings}"
@@ -442,6 +465,8 @@ class MainWindow(QMainWindow):
             self.request_flow()
         else:
             self.flow = None
+        self.graph_panel.canvas.set_layered_available(spec.kind in LAYERED_KINDS and spec.stack != "cross")
+        self._sync_layered()
 
     def _on_display_changed(self, *_):
         self.heatmap.set_log_scale(self.view_controls.log_check.isChecked())
@@ -474,6 +499,7 @@ class MainWindow(QMainWindow):
             resolution=self.graph_panel.resolution(),
         )
         self.worker.submit("graph", graph_job(request))
+        self._sync_layered()  # a new sparsification rule rebuilds the graph across layers too
 
     def _on_graph(self, outcome: GraphOutcome) -> None:
         view = self.view
@@ -482,21 +508,167 @@ class MainWindow(QMainWindow):
         self.graph = outcome.result
         self.graph_positions = dict(outcome.positions)
         result = outcome.result
-        metrics = dict(result.metrics)
-        if self.flow is not None:
-            metrics["flow"] = self.flow
-        canvas = self.graph_panel.canvas
-        canvas.set_graph(view.row_labels, result.sources, result.targets, result.weights,
-                         metrics=metrics, communities=result.communities, positions=self.graph_positions)
-        self.metrics_table.set_metrics(view.row_labels, metrics, result.communities)
+        self.metrics_table.set_metrics(view.row_labels, self._graph_metrics(), result.communities)
         communities = len(set(result.communities.tolist()))
-        self.graph_panel.info.setText(
+        self._graph_info = (
             f"{len(result.weights)} edges ({result.rule.describe()}) · {communities} communities · "
             f"modularity {result.modularity:.3f} · {result.timings.get('total', sum(result.timings.values())):.3f} s. "
             "Click a node: path source; Shift+click: target."
         )
+        if self.layered is None and self._layered_key is None:  # else the graph across layers is shown
+            self._draw_token_graph()
         self._show_selection()
         self.graph_ready.emit()
+
+    def _graph_metrics(self) -> dict[str, np.ndarray]:
+        metrics = dict(self.graph.metrics)
+        if self.flow is not None:
+            metrics["flow"] = self.flow
+        return metrics
+
+    def _draw_token_graph(self, restore_path: bool = False) -> None:
+        """Put the view's token graph (``self.graph``, already computed) on the canvas."""
+        view, result, canvas = self.view, self.graph, self.graph_panel.canvas
+        if view is None or result is None or result.n != len(view.row_labels):
+            return
+        canvas.set_graph(view.row_labels, result.sources, result.targets, result.weights,
+                         metrics=self._graph_metrics(), communities=result.communities, positions=self.graph_positions)
+        canvas.set_source(self.path_source if self.path_source is not None and self.path_source < result.n else None)
+        canvas.set_target(self.path_target if self.path_target is not None and self.path_target < result.n else None)
+        self.graph_panel.info.setText(self._graph_info)
+        if restore_path and self.path is not None and self.path_source is not None and self.path_target is not None:
+            canvas.highlight_path(list(self.path.nodes))
+            self.graph_panel.info.setText(self._path_text(self.path))
+
+    # The graph across layers (rollout / flow views, "layered" layout) ----------------------------
+    def set_graph_layout(self, kind: str) -> None:
+        """Lay the graph out as ``kind``, as picking it in the canvas toolbar does."""
+        self.graph_panel.canvas.set_layout(kind)
+        self._on_graph_layout_changed(kind)
+
+    def _on_graph_layout_changed(self, kind: str) -> None:
+        self.graph_layout = kind
+        self._sync_layered()
+
+    def _wants_layered(self) -> bool:
+        view = self.view
+        return (self.graph_layout == "layered" and self.result is not None and view is not None
+                and view.spec.kind in LAYERED_KINDS and view.spec.stack != "cross")
+
+    def _stack_labels(self) -> tuple[str, ...]:
+        """Token labels of the view's attention stack (the layered graph is over these tokens)."""
+        run = self.result.run
+        return tuple(run.decoder_labels or ()) if self.view.spec.stack == "decoder" else tuple(run.labels)
+
+    def _sync_layered(self) -> None:
+        """Build the graph across layers when the view and the chosen layout ask for it (once
+        per stack, layer and rule); go back to the token graph when they no longer do."""
+        if not self._wants_layered():
+            if self._layered_key is not None or self.layered is not None:
+                self._layered_key = None
+                self._leave_layered()
+            return
+        from analysis.graph import SparsifyRule
+
+        try:
+            rule = SparsifyRule(**self.graph_panel.rule_settings())
+        except ValueError as error:
+            self.show_error(str(error))
+            return
+        spec = self.view.spec
+        key = (spec.stack, spec.layer, rule)
+        if key == self._layered_key:
+            return
+        self._layered_key = key
+        attentions = stack_attentions(self.result.run, spec.stack)
+        self.worker.submit("layered", layered_job(attentions, spec.layer, rule, spec.stack))
+
+    def _leave_layered(self) -> None:
+        self.layered = None
+        self.route = None
+        if not self.worker.is_busy("graph"):  # else _on_graph draws the new token graph
+            self._draw_token_graph(restore_path=True)
+            self._show_selection()
+
+    def _on_layered(self, outcome: LayeredOutcome) -> None:
+        graph, key = outcome.graph, self._layered_key
+        if (key is None or not self._wants_layered() or (outcome.stack, graph.layer) != key[:2]
+                or graph.num_tokens != len(self._stack_labels())):
+            return  # the view or the layout moved on
+        from analysis.layered import node_labels
+
+        self.layered = graph
+        self.route = None
+        canvas = self.graph_panel.canvas
+        canvas.set_graph(node_labels(graph, self._stack_labels()), graph.sources, graph.targets, graph.weights,
+                         node_layer=graph.node_layer)
+        self._mark_route_ends()
+        self.graph_panel.info.setText(self._layered_text(graph, outcome.seconds))
+        self._show_selection()
+        self.request_route()  # the same two tokens, through the new layers
+        self.layered_ready.emit()
+
+    def _layered_text(self, graph, seconds: float) -> str:
+        from analysis.layered import CANVAS_EDGE_LIMIT
+
+        top = graph.num_layers_shown - 1
+        rule = graph.rule.describe().split(";")[0]
+        text = (f"Across layers: rows L0 (input embeddings) … L{top} (output of layer {graph.layer}); "
+                f"{graph.num_nodes} nodes, {len(graph.weights)} edges ({rule}")
+        if graph.capped_per_node:
+            text += f", at most {graph.capped_per_node} per node: the canvas draws up to {CANVAS_EDGE_LIMIT:,}"
+        text += f") · {seconds:.3f} s. "
+        if self.view.spec.merge_words or self.view.spec.drop_special:
+            text += "Nodes are the model's tokens (not merged into words, specials kept). "
+        return text + "Click a node: route from its token at the top; Shift+click: to its token at L0."
+
+    def _layered_token(self, node: int) -> int | None:
+        """The token of a node of the graph across layers (None if it is not one)."""
+        graph = self.layered
+        if graph is None or not 0 <= node < graph.num_nodes:
+            return None
+        token = int(graph.node_token[node])
+        return token if token < len(self._stack_labels()) else None
+
+    def _mark_route_ends(self) -> None:
+        """Source ring on the query at the top level, target ring on the target at L0."""
+        from analysis.layered import node_id
+
+        graph, canvas = self.layered, self.graph_panel.canvas
+        top = graph.num_layers_shown - 1
+        count = graph.num_tokens
+        query, target = self.route_query, self.route_target
+        canvas.set_source(node_id(graph, top, query) if query is not None and query < count else None)
+        canvas.set_target(node_id(graph, 0, target) if target is not None and target < count else None)
+
+    def request_route(self) -> None:
+        if self.layered is None or self.route_query is None or self.route_target is None:
+            return
+        if max(self.route_query, self.route_target) >= self.layered.num_tokens:
+            return
+        attentions = stack_attentions(self.result.run, self.view.spec.stack)
+        self.worker.submit("route", route_job(attentions, self.route_query, self.route_target, self.layered.layer))
+
+    def _on_route(self, route) -> None:
+        graph = self.layered
+        if graph is None or route.layer != graph.layer:
+            return
+        from analysis.layered import route_nodes
+
+        self.route = route
+        nodes = route_nodes(graph, route.steps) if route.found else []
+        self.graph_panel.canvas.highlight_path(nodes)
+        labels = self._stack_labels()
+        if route.found:
+            text = f"Route: {_route_text(route.steps, labels)}  (probability {route.probability:.3g})"
+        else:
+            text = f"No route from '{labels[route.query]}' down to '{labels[route.target]}': {route.reason}."
+        if self.graph_panel.widest():
+            text += " Across layers the route is the most probable one."
+        if self.view.spec.merge_words or self.view.spec.drop_special:
+            text += " Nodes are the model's tokens (not merged into words, specials kept)."
+        self.graph_panel.info.setText(text)
+        self.path_ready.emit()
 
     def request_flow(self) -> None:
         if self.result is None or self.view is None:
@@ -518,14 +690,27 @@ class MainWindow(QMainWindow):
         self.flow_ready.emit()
 
     def _on_path_source(self, row: int) -> None:
+        if self.layered is not None:  # a node of the graph across layers: the route's query
+            self.route_query = self._layered_token(row)
+            self._mark_route_ends()
+            self.request_route()
+            return
         self.path_source = row
         self.request_path()
 
     def _on_path_target(self, row: int) -> None:
+        if self.layered is not None:  # its token at L0 is where the route ends
+            self.route_target = self._layered_token(row)
+            self._mark_route_ends()
+            self.request_route()
+            return
         self.path_target = row
         self.request_path()
 
     def request_path(self) -> None:
+        if self.layered is not None:
+            self.request_route()
+            return
         if self.view is None or self.path_source is None or self.path_target is None or not self.view.is_square:
             return
         rule = self.graph.rule if self.graph is not None else None
@@ -535,17 +720,20 @@ class MainWindow(QMainWindow):
     def _on_path(self, path) -> None:
         self.path = path
         nodes = list(path.nodes)
-        self.graph_panel.canvas.highlight_path(nodes)
         self.heatmap.highlight_path(nodes)
+        if self.layered is None:
+            self.graph_panel.canvas.highlight_path(nodes)
+            self.graph_panel.info.setText(self._path_text(path))
+        self.path_ready.emit()
+
+    def _path_text(self, path) -> str:
         labels = self.view.row_labels if self.view else ()
-        if nodes:
-            route = " → ".join(labels[n] for n in nodes)
+        if path.nodes:
+            route = " → ".join(labels[n] for n in path.nodes)
             what = "bottleneck" if self.graph_panel.widest() else "probability"
             value = path.bottleneck if self.graph_panel.widest() else path.probability
-            self.graph_panel.info.setText(f"Path: {route}  ({what} {value:.3g})")
-        else:
-            self.graph_panel.info.setText(f"No path from '{labels[self.path_source]}' to '{labels[self.path_target]}' in this graph.")
-        self.path_ready.emit()
+            return f"Path: {route}  ({what} {value:.3g})"
+        return f"No path from '{labels[path.source]}' to '{labels[path.target]}' in this graph."
 
     # Selection, linked across views ----------------------------------------------------------
     def _on_head_selected(self, layer: int, head: int) -> None:
@@ -559,6 +747,14 @@ class MainWindow(QMainWindow):
 
     def _on_run_token_selected(self, token: int) -> None:
         self._select_run_token(token)
+
+    def _on_canvas_node_selected(self, node: int) -> None:
+        if self.layered is not None:
+            token = self._layered_token(node)
+            if token is not None:
+                self._select_run_token(token)
+            return
+        self._on_view_row_selected(node)
 
     def _select_run_token(self, token: int) -> None:
         self.selected_token = token
@@ -580,7 +776,7 @@ class MainWindow(QMainWindow):
         row = self.selected_row()
         self.heatmap.select_token(row)
         if view.is_square:
-            self.graph_panel.canvas.select_token(row)
+            self.graph_panel.canvas.select_token(row if self.layered is None else self._layered_selection())
             if row is not None:
                 self.metrics_table.select_token(row)
         if view.spec.stack != "self":
@@ -593,6 +789,19 @@ class MainWindow(QMainWindow):
             self.token_view.set_weights(self._per_run_token(view.matrix[row]), self.selected_token)
         else:
             self.token_view.set_weights(None, None)
+
+    def _layered_selection(self) -> int | None:
+        """The node of the selected token in the graph across layers: the clicked one if it is
+        that token's, else the token at the top level."""
+        graph, token = self.layered, self.selected_token
+        if token is None or token >= graph.num_tokens:
+            return None
+        current = self.graph_panel.canvas.selected_token()
+        if current is not None and current < graph.num_nodes and graph.node_token[current] == token:
+            return current
+        from analysis.layered import node_id
+
+        return node_id(graph, graph.num_layers_shown - 1, token)
 
     def _per_run_token(self, column_values: np.ndarray) -> np.ndarray:
         """Spread view-column values back onto run tokens (a word's value on each of its pieces)."""
@@ -761,6 +970,7 @@ Graph: an edge i → j with weight A[i, j] means "i attends to j". Path lengths 
 Communities: Louvain on the undirected graph with weights A[i, j] + A[j, i], seeded; the resolution sets their size.
 
 Rollout: per layer 0.5·mean-of-heads + 0.5·I, rows renormalised, multiplied through the layers. Flow: maximum flow from the selected token at the chosen layer to each input token, through the layered graph with those residual-augmented matrices as capacities.
+Across layers (rollout or flow view, layered graph layout): L0 is a token's input embedding, Lk its output of layer k−1; edge (Lk+1, i) → (Lk, j) weighs that residual-augmented matrix of layer k. The route is the most probable chain from a token at the top down to a token at L0.
 
 Words: a word receives the sum of the attention paid to its pieces and pays the mean of its pieces' attention.
 Hide specials: special tokens are dropped and each row renormalised."""
@@ -771,6 +981,20 @@ def _same_matrix_source(old: AttentionView, new: AttentionView) -> bool:
     a, b = old.spec, new.spec
     return (a.kind, a.layer, a.head, a.stack, a.merge_words, a.drop_special) == (
         b.kind, b.layer, b.head, b.stack, b.merge_words, b.drop_special) and old.matrix is not None and np.array_equal(old.matrix, new.matrix)
+
+
+def _route_text(steps, labels) -> str:
+    """``cat (L6–L3) → mat (L2–L0)``: a route's tokens, levels a token stays on grouped."""
+    parts: list[list] = []
+    for level, token in steps:
+        if parts and parts[-1][0] == token:
+            parts[-1][2] = level
+        else:
+            parts.append([token, level, level])
+    return " → ".join(
+        f"{labels[token]} (L{top})" if top == bottom else f"{labels[token]} (L{top}–L{bottom})"
+        for token, top, bottom in parts
+    )
 
 
 def _model_display_name(source: str) -> str:

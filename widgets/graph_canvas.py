@@ -540,6 +540,7 @@ class GraphCanvas(QtWidgets.QWidget):
         self._metrics: dict[str, np.ndarray] = {}
         self._communities: np.ndarray | None = None
         self._node_layer: np.ndarray | None = None
+        self._layered_available = False  # the app can build a graph across layers on request
         self._pos = np.zeros((0, 2), dtype=np.float64)
         self._sizes = np.zeros(0, dtype=np.float64)
         self._label_priority = np.zeros(0, dtype=np.int64)
@@ -754,6 +755,13 @@ class GraphCanvas(QtWidgets.QWidget):
         self._refresh_all()
         self._update_note()
         self.reset_view()
+
+    def set_layered_available(self, available: bool) -> None:
+        """Let the person pick "layered" in the toolbar even though the graph shown has no
+        ``node_layer``: the app answers ``layout_changed("layered")`` with a graph across
+        layers (rollout / flow views)."""
+        self._layered_available = bool(available)
+        self._update_layout_combo()
 
     def layout_kind(self) -> str:
         """The layout actually drawn (may differ from the requested one, see set_layout)."""
@@ -1360,7 +1368,9 @@ class GraphCanvas(QtWidgets.QWidget):
         layered = self.LAYOUTS.index("layered")
         item = model.item(layered) if hasattr(model, "item") else None
         if item is not None:
-            item.setEnabled(self._node_layer is not None or self._layout_kind == "layered")
+            item.setEnabled(
+                self._node_layer is not None or self._layout_kind == "layered" or self._layered_available
+            )
         blocked = self._layout_combo.blockSignals(True)
         self._layout_combo.setCurrentIndex(self.LAYOUTS.index(self._layout_kind))
         self._layout_combo.blockSignals(blocked)
