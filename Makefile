@@ -26,5 +26,22 @@ lint: setup
 bench: setup
 	for b in benchmarks/bench_*.py; do QT_QPA_PLATFORM=offscreen $(PY) $$b || exit 1; done
 
+# The one-folder desktop bundle (PyInstaller, build.spec); see packaging/BUILDING.md.
+BUNDLE := dist/attention-atlas
+
+package: setup
+	$(PY) -m pip show --quiet pyinstaller >/dev/null 2>&1 || $(PY) -m pip install --quiet -c constraints.txt -e '.[package]'
+	$(VENV)/bin/pyinstaller --noconfirm --clean --distpath dist --workpath build/pyinstaller build.spec
+	@du -sh $(BUNDLE)
+
+package-test: setup
+	@if [ ! -x $(BUNDLE)/attention-atlas ] || [ -n "$$(find build.spec pyproject.toml constraints.txt app widgets analysis resources packaging -type f -not -path '*/__pycache__/*' -newer $(BUNDLE)/attention-atlas | head -n 1)" ]; then \
+		echo "package-test: $(BUNDLE) is missing or older than the sources; building it"; \
+		$(MAKE) package || exit 1; \
+	fi
+	rm -rf build/package-smoke && mkdir -p build/package-smoke && touch build/package-smoke.marker
+	cd /tmp && QT_QPA_PLATFORM=offscreen "$(CURDIR)/$(BUNDLE)/attention-atlas" --smoke-test "$(CURDIR)/build/package-smoke/out"
+	$(PY) packaging/check_smoke.py build/package-smoke/out --bundle $(BUNDLE) --marker build/package-smoke.marker
+
 clean:
 	rm -rf build dist .pytest_cache
