@@ -32,7 +32,7 @@ class AnalysisResult:
 @dataclass(frozen=True)
 class GraphRequest:
     matrix: np.ndarray
-    rule: object  # analysis.graph.SparsifyRule
+    rule: dict  # keyword arguments of analysis.graph.SparsifyRule (built in the worker: no igraph import in the GUI)
     resolution: float = 1.0
     seed: int = 0
     force_layout: bool = True  # lay out here so that switching to "force" costs the GUI nothing
@@ -84,10 +84,11 @@ def graph_job(request: GraphRequest):
     """Sparsify, measure and partition one view's graph; lay it out when asked."""
 
     def job(context):
-        from analysis.graph import analyze_graph
+        from analysis.graph import SparsifyRule, analyze_graph
 
         context.progress(0.1, "Building the graph…")
-        result = analyze_graph(request.matrix, request.rule, resolution=request.resolution, seed=request.seed)
+        rule = SparsifyRule(**request.rule)
+        result = analyze_graph(request.matrix, rule, resolution=request.resolution, seed=request.seed)
         positions = {}
         if request.force_layout:
             context.progress(0.7, "Laying out the graph…")
@@ -135,12 +136,14 @@ class LayeredOutcome:
     seconds: float
 
 
-def layered_job(attentions: np.ndarray, layer: int, rule, stack: str, max_edges: int | None = None):
+def layered_job(attentions: np.ndarray, layer: int, rule_settings: dict, stack: str, max_edges: int | None = None):
     """The layered graph (tokens at every level, input to ``layer``) for the canvas."""
 
     def job(context):
+        from analysis.graph import SparsifyRule
         from analysis.layered import CANVAS_EDGE_LIMIT, layered_graph
 
+        rule = SparsifyRule(**rule_settings)
         context.progress(0.1, "Building the graph across layers…")
         started = time.perf_counter()
         graph = layered_graph(attentions, layer, rule, max_edges=max_edges or CANVAS_EDGE_LIMIT)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtGui import QAction, QGuiApplication, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
@@ -55,7 +55,7 @@ from app.jobs import (
     route_job,
 )
 from app.worker import WorkerClient
-from resources import sample_texts
+from resources import resource_path, sample_texts
 from widgets.graph_panel import GraphPanel
 from widgets.head_grid import HeadOverview
 from widgets.heatmap import COLORMAPS, AttentionHeatmap
@@ -486,16 +486,9 @@ class MainWindow(QMainWindow):
             self.graph_panel.canvas.set_graph([], np.zeros(0, int), np.zeros(0, int), np.zeros(0))
             self.graph_panel.info.setText("Cross-attention links two token sequences: the graph shows self-attention views.")
             return
-        from analysis.graph import SparsifyRule
-
-        try:
-            rule = SparsifyRule(**self.graph_panel.rule_settings())
-        except ValueError as error:
-            self.show_error(str(error))
-            return
         request = GraphRequest(
             matrix=view.matrix,
-            rule=rule,
+            rule=self.graph_panel.rule_settings(),  # made a SparsifyRule in the worker
             resolution=self.graph_panel.resolution(),
         )
         self.worker.submit("graph", graph_job(request))
@@ -508,7 +501,6 @@ class MainWindow(QMainWindow):
         self.graph = outcome.result
         self.graph_positions = dict(outcome.positions)
         result = outcome.result
-        self.metrics_table.set_metrics(view.row_labels, self._graph_metrics(), result.communities)
         communities = len(set(result.communities.tolist()))
         self._graph_info = (
             f"{len(result.weights)} edges ({result.rule.describe()}) · {communities} communities · "
@@ -517,6 +509,13 @@ class MainWindow(QMainWindow):
         )
         if self.layered is None and self._layered_key is None:  # else the graph across layers is shown
             self._draw_token_graph()
+        # The table on the next turn of the event loop: each drawing step stays short.
+        QTimer.singleShot(0, lambda graph=result: self._fill_metrics_table(graph))
+
+    def _fill_metrics_table(self, graph) -> None:
+        if graph is not self.graph or self.view is None:
+            return  # a newer graph arrived in between
+        self.metrics_table.set_metrics(self.view.row_labels, self._graph_metrics(), graph.communities)
         self._show_selection()
         self.graph_ready.emit()
 
@@ -568,15 +567,9 @@ class MainWindow(QMainWindow):
                 self._layered_key = None
                 self._leave_layered()
             return
-        from analysis.graph import SparsifyRule
-
-        try:
-            rule = SparsifyRule(**self.graph_panel.rule_settings())
-        except ValueError as error:
-            self.show_error(str(error))
-            return
+        rule = self.graph_panel.rule_settings()
         spec = self.view.spec
-        key = (spec.stack, spec.layer, rule)
+        key = (spec.stack, spec.layer, tuple(sorted(rule.items())))
         if key == self._layered_key:
             return
         self._layered_key = key
@@ -1016,4 +1009,6 @@ def create_application(argv: list[str]) -> QApplication:
     app = QApplication.instance() or QApplication(argv)
     app.setApplicationName(APP_NAME)
     app.setOrganizationName("AttentionAtlas")
+    app.setDesktopFileName("attention-atlas")  # matches resources/attention-atlas.desktop
+    app.setWindowIcon(QIcon(str(resource_path("icons", "attention-atlas.png"))))
     return app

@@ -78,20 +78,23 @@ def main() -> None:
         loop.exec()
         signal.disconnect(loop.quit)
 
-    # Longest event-loop stall while a cold analysis (model load + 512-token forward) runs.
-    stalls: list[float] = []
+    # Longest event-loop stall while a cold analysis (model load + 512-token forward) runs in the
+    # worker, and then while its results (heatmap, heads, tokens, graph, table) are drawn.
+    stalls: list[tuple[float, str]] = []
+    phase = ["worker"]
     clock = QElapsedTimer()
     clock.start()
     last = [clock.elapsed()]
 
     def beat():
         now = clock.elapsed()
-        stalls.append(now - last[0])
+        stalls.append((now - last[0], phase[0]))
         last[0] = now
 
     heartbeat = QTimer()
     heartbeat.setInterval(5)
     heartbeat.timeout.connect(beat)
+    window.analysis_ready.connect(lambda: phase.__setitem__(0, "drawing"))
     window.input_panel.set_texts(long_text(600))
     heartbeat.start()
     started = time.perf_counter()
@@ -99,11 +102,15 @@ def main() -> None:
     heartbeat.stop()
     analysis_s = time.perf_counter() - started
     run = window.result.run
-    longest = max(stalls) - 5 if stalls else float("nan")
-    rows.append((f"longest event-loop stall during analysis ({run.num_tokens} tokens, cold load)",
-                 f"{longest:.0f} ms", "50 ms", f"analysis+graph {analysis_s:.2f} s, {len(stalls)} beats"))
+    worker_stall = max((gap for gap, p in stalls if p == "worker"), default=float("nan")) - 5
+    drawing_stall = max((gap for gap, p in stalls if p == "drawing"), default=float("nan")) - 5
+    rows.append((f"longest event-loop stall while the worker analyses ({run.num_tokens} tokens, cold load)",
+                 f"{worker_stall:.0f} ms", "50 ms", f"analysis+graph {analysis_s:.2f} s, {len(stalls)} beats"))
+    rows.append(("longest event-loop stall while its results are drawn",
+                 f"{drawing_stall:.0f} ms", "50 ms", f"{len(window.graph.weights)} graph edges"))
 
-    # Layer/head switch to repainted heatmap at 512 tokens.
+    # Layer/head switch to repainted heatmap at 512 tokens: the change, the view slice, the
+    # heatmap update and a synchronous repaint; the graph for the new head follows from the worker.
     times = []
     for layer, head in [(1, 3), (2, 5), (3, 7), (4, 2), (5, 11), (0, 0), (2, 9), (4, 4), (1, 1), (3, 3)]:
         t0 = time.perf_counter()
@@ -111,8 +118,8 @@ def main() -> None:
         window.view_controls.head_spin.setValue(head)
         window.view_controls.flush()
         window.heatmap.repaint()
-        app.processEvents()
         times.append(time.perf_counter() - t0)
+        wait(window.graph_ready, lambda: None)
     rows.append((f"switch layer/head -> repainted heatmap ({run.num_tokens} tokens)",
                  f"{statistics.median(times) * 1000:.1f} ms", "30 ms", f"max {max(times) * 1000:.1f} ms of {len(times)}"))
 

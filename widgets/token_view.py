@@ -138,8 +138,15 @@ class TokenTextView(QWidget):
                 raise ValueError(f"{len(weights)} weights for {len(self._labels)} tokens")
         if selected is not None and not 0 <= int(selected) < len(self._labels):
             raise IndexError(f"token {selected} out of range")
+        selected = None if selected is None else int(selected)
+        unchanged = selected == self._selected and (
+            (weights is None and self._weights is None)
+            or (weights is not None and self._weights is not None and np.array_equal(weights, self._weights))
+        )
+        if unchanged:
+            return  # rebuilding the HTML of 512 tokens costs ~15 ms: only when something changed
         self._weights = weights
-        self._selected = None if selected is None else int(selected)
+        self._selected = selected
         self._caption.setText(self.caption_text())
         self._rebuild()
 

@@ -363,3 +363,21 @@ def test_export_unwritable_path_raises(graph, tmp_path):
                 graph.export_png(ro / "g.png")
         finally:
             ro.chmod(0o700)
+
+
+def test_a_huge_graph_draws_only_its_strongest_edges_and_says_so(qtbot):
+    from widgets.graph_canvas import MAX_DRAWN_EDGES, GraphCanvas, drawn_edge_mask
+
+    n = 200
+    rng = np.random.default_rng(3)
+    sources, targets = np.divmod(np.arange(n * n), n)
+    weights = rng.random(n * n)
+    canvas = GraphCanvas()
+    qtbot.addWidget(canvas)
+    canvas.set_graph([f"t{i}" for i in range(n)], sources, targets, weights)
+    assert canvas.edge_count() == n * n  # the graph keeps every edge
+    assert canvas.drawn_edge_count() == MAX_DRAWN_EDGES
+    drawn = drawn_edge_mask(sources, targets, weights)
+    assert weights[drawn].min() >= weights[(sources != targets) & ~drawn].max()
+    assert not drawn[sources == targets].any()
+    assert f"strongest {MAX_DRAWN_EDGES:,}" in canvas._note.text()
