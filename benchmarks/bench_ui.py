@@ -61,7 +61,7 @@ def main() -> None:
     rows.append(("window visible after launch (process start)", f"{launch:.2f} s", "2 s",
                  "torch not imported" if not torch_loaded else "torch imported!"))
 
-    app = create_application(sys.argv[:1])
+    _app = create_application(sys.argv[:1])  # keep the QApplication alive
     tmp = tempfile.mkdtemp()
     window = MainWindow(QSettings(str(Path(tmp) / "s.ini"), QSettings.IniFormat))
     window.resize(1600, 1000)
