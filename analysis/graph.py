@@ -231,7 +231,21 @@ def _distances(n: int, sources, targets, lengths) -> tuple[np.ndarray, np.ndarra
     """All-pairs shortest path lengths ``D[s, t]`` (inf when t is unreachable from s) and
     one shortest-path predecessor ``P[s, t]`` (negative for t == s or unreachable)."""
     graph = sps.csr_matrix((lengths, (sources, targets)), shape=(n, n))
-    return csgraph.dijkstra(graph, directed=True, return_predecessors=True)
+    if n <= DIJKSTRA_CHUNK:
+        return csgraph.dijkstra(graph, directed=True, return_predecessors=True)
+    # In blocks of sources: scipy holds the GIL for a whole call (0.17 s for a broad 512-token
+    # head), which would freeze the window's thread while the worker runs this.
+    distances = np.empty((n, n))
+    predecessors = np.empty((n, n), dtype=np.int32)
+    for start in range(0, n, DIJKSTRA_CHUNK):
+        rows = np.arange(start, min(start + DIJKSTRA_CHUNK, n))
+        distances[rows], predecessors[rows] = csgraph.dijkstra(
+            graph, directed=True, indices=rows, return_predecessors=True
+        )
+    return distances, predecessors
+
+
+DIJKSTRA_CHUNK = 64  # sources per scipy call in _distances
 
 
 def _backbone(sources, targets, lengths, distances) -> np.ndarray:

@@ -44,6 +44,27 @@ class GraphOutcome:
     positions: dict[str, np.ndarray] = field(default_factory=dict)  # precomputed layouts
 
 
+def warm_up_job(source: str):
+    """Right after the window opens: import torch and the graph libraries and load the model.
+
+    Importing torch and loading weights hold the GIL for up to ~0.3 s at a time; doing it
+    while the person is still typing keeps those pauses out of their first analysis, which
+    then costs only the forward pass.
+    """
+
+    def job(context):
+        context.progress(0.05, "Loading the model in the background…")
+        import analysis.extract  # noqa: F401  (torch, transformers)
+        import analysis.flow  # noqa: F401  (igraph)
+        import analysis.graph  # noqa: F401  (scipy, igraph)
+        from analysis.models import load_model
+
+        context.progress(0.4, "Loading the model in the background…")
+        return load_model(source).facts
+
+    return job
+
+
 def load_model_job(source: str, allow_pickle: bool = False):
     """Load (or fetch from the cache) a model; returns its ModelFacts."""
 

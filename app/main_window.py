@@ -53,6 +53,7 @@ from app.jobs import (
     layered_job,
     path_job,
     route_job,
+    warm_up_job,
 )
 from app.worker import WorkerClient
 from resources import resource_path, sample_texts
@@ -104,8 +105,9 @@ class MainWindow(QMainWindow):
     flow_ready = Signal()
     path_ready = Signal()
     error_shown = Signal(str)
+    warmed_up = Signal()
 
-    def __init__(self, settings: QSettings | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, settings: QSettings | None = None, parent: QWidget | None = None, *, warm_up: bool = True) -> None:
         super().__init__(parent)
         self.setWindowTitle(APP_NAME)
         self.settings = settings or QSettings()
@@ -129,6 +131,7 @@ class MainWindow(QMainWindow):
         self.route_query: int | None = None  # token indices of the view's stack
         self.route_target: int | None = None
         self._analysed_source: str | None = None
+        self._view_key: tuple | None = None
 
         self._build_widgets()
         self._build_docks()
@@ -136,6 +139,13 @@ class MainWindow(QMainWindow):
         self._connect()
         self._restore_settings()
         self._update_placeholders()
+        if warm_up:
+            QTimer.singleShot(400, self._warm_up)  # after the window has painted
+
+    def _warm_up(self) -> None:
+        """Load the chosen model in the worker while the person types (see ``warm_up_job``)."""
+        if not self.worker.is_busy("analyse"):
+            self.worker.submit("warmup", warm_up_job(self.current_source()))
 
     # Construction ------------------------------------------------------------------------
     def _build_widgets(self) -> None:
@@ -361,7 +371,7 @@ class MainWindow(QMainWindow):
             self.input_panel.show_message("Cancelling…")
 
     def _on_progress(self, kind: str, _id: int, fraction: float, message: str) -> None:
-        if kind == "analyse":
+        if kind in ("analyse", "warmup"):
             self.input_panel.set_progress(fraction, message)
         elif kind in ("flow", "graph", "layered"):
             self.statusBar().showMessage(f"{message} {fraction:.0%}", 2000)
@@ -374,13 +384,20 @@ class MainWindow(QMainWindow):
             "path": self._on_path,
             "layered": self._on_layered,
             "route": self._on_route,
+            "warmup": self._on_warm_up,
         }[kind]
         handler(result)
+
+    def _on_warm_up(self, facts) -> None:
+        if self.result is None:
+            self.status_model.setText(f"{facts.name} is loaded: type a text (or pick a sample) and press Ctrl+Enter.")
+        self.warmed_up.emit()
 
     def _on_failed(self, kind: str, _id: int, message: str) -> None:
         prefix = {"analyse": "The analysis failed", "graph": "The graph could not be computed",
                   "flow": "Attention flow failed", "path": "No path",
-                  "layered": "The graph across layers could not be built", "route": "No route"}[kind]
+                  "layered": "The graph across layers could not be built", "route": "No route",
+                  "warmup": "The model could not be loaded"}[kind]
         self.show_error(f"{prefix}: {message}")
 
     def _on_cancelled(self, kind: str, _id: int) -> None:
@@ -449,7 +466,9 @@ class MainWindow(QMainWindow):
         except ValueError as error:
             self.show_error(str(error))
             return
-        matrix_changed = self.view is None or not _same_matrix_source(self.view, view)
+        key = _view_matrix_key(self.result.run, view.spec)
+        matrix_changed = key != self._view_key
+        self._view_key = key
         self.view = view
         self.heatmap.set_matrix(view.matrix, view.row_labels, view.col_labels, masked=view.masked, title=view.title)
         spec = view.spec
@@ -969,11 +988,10 @@ Words: a word receives the sum of the attention paid to its pieces and pays the 
 Hide specials: special tokens are dropped and each row renormalised."""
 
 
-def _same_matrix_source(old: AttentionView, new: AttentionView) -> bool:
-    """True when two views have the same matrix (only the flow query differs)."""
-    a, b = old.spec, new.spec
-    return (a.kind, a.layer, a.head, a.stack, a.merge_words, a.drop_special) == (
-        b.kind, b.layer, b.head, b.stack, b.merge_words, b.drop_special) and old.matrix is not None and np.array_equal(old.matrix, new.matrix)
+def _view_matrix_key(run, spec: ViewSpec) -> tuple:
+    """What a view's matrix depends on: the run (a new analysis is always new) and every part
+    of the spec but the flow query (the flow view's matrix is the rollout, whatever the query)."""
+    return (id(run), spec.kind, spec.layer, spec.head, spec.stack, spec.merge_words, spec.drop_special)
 
 
 def _route_text(steps, labels) -> str:

@@ -95,16 +95,24 @@ def main() -> None:
     heartbeat.setInterval(5)
     heartbeat.timeout.connect(beat)
     window.analysis_ready.connect(lambda: phase.__setitem__(0, "drawing"))
-    window.input_panel.set_texts(long_text(600))
     heartbeat.start()
+    # The window loads the model in the background as soon as it opens (imports torch and
+    # the graph libraries, reads the weights); the person types meanwhile.
+    phase[0] = "warm-up"
+    wait(window.warmed_up, lambda: None)
+    phase[0] = "worker"
+    window.input_panel.set_texts(long_text(600))
     started = time.perf_counter()
     wait(window.graph_ready, window.analyse)
     heartbeat.stop()
     analysis_s = time.perf_counter() - started
     run = window.result.run
+    warm_stall = max((gap for gap, p in stalls if p == "warm-up"), default=float("nan")) - 5
+    rows.append(("longest event-loop stall while the model loads in the background at start",
+                 f"{warm_stall:.0f} ms", "-", "import torch/transformers/igraph, read the weights"))
     worker_stall = max((gap for gap, p in stalls if p == "worker"), default=float("nan")) - 5
     drawing_stall = max((gap for gap, p in stalls if p == "drawing"), default=float("nan")) - 5
-    rows.append((f"longest event-loop stall while the worker analyses ({run.num_tokens} tokens, cold load)",
+    rows.append((f"longest event-loop stall while the worker analyses ({run.num_tokens} tokens)",
                  f"{worker_stall:.0f} ms", "50 ms", f"analysis+graph {analysis_s:.2f} s, {len(stalls)} beats"))
     rows.append(("longest event-loop stall while its results are drawn",
                  f"{drawing_stall:.0f} ms", "50 ms", f"{len(window.graph.weights)} graph edges"))

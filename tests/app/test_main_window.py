@@ -11,10 +11,21 @@ from app.main_window import MainWindow
 from tests.app.conftest import SENTENCE
 
 
-def test_empty_window_explains_what_to_do(window):
+def test_empty_window_explains_what_to_do_and_loads_the_model_meanwhile(qtbot, window):
     assert window.result is None
     assert "Ctrl+Enter" in window.status_model.text()
     assert window.heatmap.current_matrix() is None
+    with qtbot.waitSignal(window.warmed_up, timeout=120_000):
+        pass
+    assert "is loaded" in window.status_model.text() and "Ctrl+Enter" in window.status_model.text()
+
+
+def test_analysing_the_same_text_twice_draws_its_graph_twice(qtbot, analysed):
+    window = analysed
+    first = window.graph
+    with qtbot.waitSignals([window.analysis_ready, window.graph_ready], timeout=60_000):
+        window.analyse()
+    assert window.graph is not first and window.graph.n == first.n
 
 
 def test_typing_and_ctrl_enter_analyses_through_the_worker(qtbot, window):
@@ -125,7 +136,7 @@ def test_empty_text_is_refused_with_a_message(qtbot, window):
     with qtbot.waitSignal(window.error_shown, timeout=2000):
         assert window.analyse() is None
     assert "no text" in window.input_panel.message.text().lower()
-    assert not window.worker.is_busy()
+    assert not window.worker.is_busy("analyse")
 
 
 def test_a_folder_that_is_not_a_model_keeps_text_and_previous_result(qtbot, analysed, tmp_path):
