@@ -1015,12 +1015,7 @@ class GraphCanvas(QtWidgets.QWidget):
     def _on_node_dragged(self, index: int, pos: np.ndarray, finished: bool) -> None:
         self._pos[index] = pos
         self._layout_cache[self._effective_kind] = self._pos
-        self._refresh_edges()
-        self._refresh_nodes()
-        self._refresh_path()
-        self._refresh_rings()
-        self._label_layer.prepareGeometryChange()
-        self._label_layer.update()
+        self._refresh_all()
 
     def _on_view_transform_changed(self, *args) -> None:
         px = self._pixel_size()

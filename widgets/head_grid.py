@@ -17,9 +17,10 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPalette, QPen
-from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QStackedLayout, QWidget
+from PySide6.QtWidgets import QGraphicsRectItem, QWidget
 
 from widgets.colormaps import DEFAULT_COLORMAP, MASKED_BACKGROUND, colorize, get_colormap
+from widgets.empty_state import hint_label, hint_stack
 
 __all__ = ["HeadOverview", "EMPTY_HINT", "format_head_tooltip"]
 
@@ -67,11 +68,7 @@ class HeadOverview(QWidget):
         self._tile = 1  # pixels per tile side in the mosaic
         self._gap = 0
 
-        self._hint = QLabel(EMPTY_HINT)
-        self._hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self._hint.setWordWrap(True)
-        self._hint.setObjectName("headOverviewEmptyHint")
-        self._hint.setStyleSheet("color: palette(dark); font-size: 12pt;")
+        self._hint = hint_label(EMPTY_HINT, "headOverviewEmptyHint")
 
         pal = self.palette()
         self._fg = pal.color(QPalette.ColorRole.WindowText)
@@ -104,11 +101,7 @@ class HeadOverview(QWidget):
         self._frame.setVisible(False)
         self._plot.addItem(self._frame)
 
-        self._stack = QStackedLayout(self)
-        self._stack.setContentsMargins(0, 0, 0, 0)
-        self._stack.addWidget(self._hint)
-        self._stack.addWidget(self._view)
-        self._stack.setCurrentWidget(self._hint)
+        self._stack = hint_stack(self, self._hint, self._view)
 
         scene = self._view.scene()
         scene.sigMouseMoved.connect(self._on_mouse_moved)

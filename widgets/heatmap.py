@@ -43,8 +43,6 @@ from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import (
     QGraphicsPathItem,
     QGraphicsRectItem,
-    QLabel,
-    QStackedLayout,
     QToolTip,
     QWidget,
 )
@@ -58,6 +56,7 @@ from widgets.colormaps import (
     highlight_color,
     path_color,
 )
+from widgets.empty_state import hint_label, hint_stack
 
 __all__ = ["AttentionHeatmap", "TokenAxis", "COLORMAPS", "EMPTY_HINT", "LOG_FLOOR"]
 
@@ -356,11 +355,7 @@ class AttentionHeatmap(QWidget):
         self._path: list[int] = []
         self._hover: tuple[int, int] | None = None
 
-        self._hint = QLabel(EMPTY_HINT)
-        self._hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self._hint.setWordWrap(True)
-        self._hint.setObjectName("heatmapEmptyHint")
-        self._hint.setStyleSheet("color: palette(mid); font-size: 13pt;")
+        self._hint = hint_label(EMPTY_HINT, "heatmapEmptyHint")
 
         self._view = pg.GraphicsLayoutWidget()
         self._view.setObjectName("heatmapView")
@@ -425,11 +420,7 @@ class AttentionHeatmap(QWidget):
         # inside the plot's layout, so the bar spans exactly the matrix (as in the example)
         self._colorbar.setImageItem(self._image, insert_in=self._plot)
 
-        self._stack = QStackedLayout(self)
-        self._stack.setContentsMargins(0, 0, 0, 0)
-        self._stack.addWidget(self._hint)
-        self._stack.addWidget(self._view)
-        self._stack.setCurrentWidget(self._hint)
+        self._stack = hint_stack(self, self._hint, self._view)
 
         scene = self._view.scene()
         scene.sigMouseMoved.connect(self._on_mouse_moved)

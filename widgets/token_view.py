@@ -16,9 +16,11 @@ import html
 from collections.abc import Sequence
 
 import numpy as np
-from PySide6.QtCore import QPoint, Qt, QUrl, Signal
+from PySide6.QtCore import QPoint, QUrl, Signal
 from PySide6.QtGui import QColor, QPalette, QTextCursor
-from PySide6.QtWidgets import QLabel, QStackedLayout, QTextBrowser, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QTextBrowser, QVBoxLayout, QWidget
+
+from widgets.empty_state import hint_label, hint_stack
 
 __all__ = ["TokenTextView", "EMPTY_HINT", "ANCHOR_PREFIX"]
 
@@ -68,11 +70,7 @@ class TokenTextView(QWidget):
         self._selected: int | None = None
         self._html = ""
 
-        self._hint = QLabel(EMPTY_HINT)
-        self._hint.setWordWrap(True)
-        self._hint.setObjectName("tokenViewEmptyHint")
-        self._hint.setStyleSheet("color: palette(dark); font-size: 12pt;")
-        self._hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._hint = hint_label(EMPTY_HINT, "tokenViewEmptyHint")
 
         self._browser = QTextBrowser()
         self._browser.setObjectName("tokenViewBrowser")
@@ -94,11 +92,7 @@ class TokenTextView(QWidget):
         page_layout.addWidget(self._caption)
         page_layout.addWidget(self._browser, 1)
 
-        self._stack = QStackedLayout(self)
-        self._stack.setContentsMargins(0, 0, 0, 0)
-        self._stack.addWidget(self._hint)
-        self._stack.addWidget(self._page)
-        self._stack.setCurrentWidget(self._hint)
+        self._stack = hint_stack(self, self._hint, self._page)
 
     # -- data ------------------------------------------------------------------------------
     def set_tokens(
