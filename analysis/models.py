@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from analysis.hub_cache import cached_hub_models, hub_cache_dir  # noqa: F401  (re-exported)
 from analysis.run import DECODER, ENCODER, ENCODER_DECODER, ModelFacts
 
 DEFAULT_SOURCE = "default"
@@ -190,18 +191,6 @@ def _looks_like_path(text: str) -> bool:
     )
 
 
-def hub_cache_dir() -> Path:
-    """The Hugging Face hub cache folder, read from the environment at call time."""
-    from huggingface_hub import constants
-
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(var):
-            return Path(os.environ[var]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    return Path(constants.HF_HUB_CACHE)
-
-
 def downloads_blocked() -> bool:
     """True when ``HF_HUB_OFFLINE`` forbids the network (checked at call time)."""
     from huggingface_hub import constants
@@ -239,33 +228,6 @@ def _hub_snapshot(repo_id: str, *, allow_download: bool, allow_pickle: bool) -> 
         return Path(snapshot_download(repo_id, cache_dir=cache, allow_patterns=patterns))
     except Exception as exc:
         raise ModelLoadError(f"'{repo_id}' could not be downloaded: {_reason(exc)}") from exc
-
-
-def cached_hub_models() -> list[str]:
-    """Hub ids of the models in the local Hugging Face cache that have a ``config.json``.
-
-    Reads the cache folder only; never touches the network. Sorted, case-insensitively.
-    """
-    from huggingface_hub import scan_cache_dir
-
-    cache = hub_cache_dir()
-    if not cache.is_dir():
-        return []
-    try:
-        info = scan_cache_dir(cache)
-    except Exception:  # CacheNotFound, CorruptedCacheException: nothing usable
-        return []
-    ids = set()
-    for repo in info.repos:
-        if repo.repo_type != "model":
-            continue
-        names = {f.file_name for rev in repo.revisions for f in rev.files}
-        if "config.json" in names:
-            ids.add(repo.repo_id)
-    return sorted(ids, key=str.lower)
-
-
-# --- loading -------------------------------------------------------------------------
 
 
 def _weights_format(folder: Path, source: str) -> str:

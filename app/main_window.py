@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from analysis.export import write_matrix_csv
+from analysis.hub_cache import cached_hub_models
 from analysis.views import (
     AttentionView,
     ViewSpec,
@@ -1010,17 +1011,6 @@ def _route_text(steps, labels) -> str:
 
 def _model_display_name(source: str) -> str:
     return Path(source).name if os.path.isdir(source) else source
-
-
-def cached_hub_models() -> list[str]:
-    """Hub ids in the local Hugging Face cache (a folder scan: no torch, no network)."""
-    cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
-        os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface")), "hub")
-    try:
-        names = sorted(os.listdir(cache))
-    except OSError:
-        return []
-    return [name[len("models--"):].replace("--", "/") for name in names if name.startswith("models--")]
 
 
 def create_application(argv: list[str]) -> QApplication:

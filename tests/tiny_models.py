@@ -392,3 +392,14 @@ def build_tiny_model(family: str, folder: Path, *, safe_serialization: bool = Tr
 def build_pickle_only_model(folder: Path, family: str = "bert") -> Path:
     """A tiny model whose weights are only a pickle (``pytorch_model.bin``)."""
     return build_tiny_model(family, folder, safe_serialization=False)
+
+
+def fake_hub_cache(root, repo_id: str, model_folder, revision: str = "a" * 40):
+    """A Hugging Face cache folder holding ``repo_id`` as a snapshot of ``model_folder``."""
+    import shutil
+
+    repo = root / ("models--" + repo_id.replace("/", "--"))
+    shutil.copytree(model_folder, repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    return root

@@ -26,17 +26,8 @@ from tests.tiny_models import (
     LAYERS,
     MAX_POSITIONS,
     build_pickle_only_model,
+    fake_hub_cache,
 )
-
-
-def _fake_hub_cache(root, repo_id: str, model_folder, revision: str = "a" * 40):
-    """A Hugging Face cache folder holding ``repo_id`` as a snapshot of ``model_folder``."""
-    repo = root / ("models--" + repo_id.replace("/", "--"))
-    shutil.copytree(model_folder, repo / "snapshots" / revision)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(revision)
-    return root
-
 
 # --- the default model ------------------------------------------------------------------
 
@@ -188,7 +179,7 @@ def test_a_model_that_needs_its_own_code_is_refused(tmp_path, tiny_model_dir):
 def test_a_hub_id_resolves_from_the_local_cache(
     tmp_path, monkeypatch, tiny_model_dir, fresh_model_cache
 ):
-    cache = _fake_hub_cache(tmp_path / "hub", "org/tiny-gpt2", tiny_model_dir("gpt2"))
+    cache = fake_hub_cache(tmp_path / "hub", "org/tiny-gpt2", tiny_model_dir("gpt2"))
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     loaded = load_model("org/tiny-gpt2")
     assert loaded.facts.name == "org/tiny-gpt2"
@@ -215,8 +206,8 @@ def test_a_download_is_refused_while_hf_hub_offline_is_set(tmp_path, monkeypatch
 
 def test_cached_hub_models_lists_model_repos_with_a_config(tmp_path, monkeypatch, tiny_model_dir):
     cache = tmp_path / "hub"
-    _fake_hub_cache(cache, "org/tiny-bert", tiny_model_dir("bert"))
-    _fake_hub_cache(cache, "Acme/tiny-t5", tiny_model_dir("t5"))
+    fake_hub_cache(cache, "org/tiny-bert", tiny_model_dir("bert"))
+    fake_hub_cache(cache, "Acme/tiny-t5", tiny_model_dir("t5"))
     datasets = cache / "datasets--org--data" / "snapshots" / ("b" * 40)
     datasets.mkdir(parents=True)
     (datasets / "train.csv").write_text("a,b\n")
