@@ -207,3 +207,14 @@ def test_flow_view_follows_the_selected_token(qtbot, analysed):
         window.heatmap.token_selected.emit(5)
     assert window.view.spec.query == 5
     assert not np.allclose(first, window.flow)
+
+
+def test_a_text_longer_than_the_model_allows_is_truncated_with_a_visible_notice(qtbot, window):
+    window.input_panel.set_texts("word " * 700)
+    with qtbot.waitSignals([window.analysis_ready, window.graph_ready], timeout=120_000):
+        window.analyse()
+    run = window.result.run
+    assert run.truncated and run.num_tokens == 512
+    assert "only the first 512" in window.status_notice.text()
+    assert "only the first 512" in window.input_panel.message.text()
+    assert window.input_panel.text() == "word " * 700  # the person's text is kept whole
