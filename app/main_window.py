@@ -848,31 +848,34 @@ class MainWindow(QMainWindow):
             return False
         return True
 
-    def export_heatmap(self, path: str, *, width: int | None = None, dpi: int = 150) -> bool:
-        """PNG or SVG by extension; a clear message and False when it cannot be written."""
-        if not self._require_view():
+    def _require_graph(self) -> bool:
+        if self.graph is None:
+            self.show_error("There is no graph to export yet.")
             return False
+        return True
+
+    def _write(self, what: str, path: str, write) -> bool:
+        """Run ``write()``; on failure a clear message naming ``what`` and False, else a status line."""
         try:
-            if path.lower().endswith(".svg"):
-                self.heatmap.export_svg(path)
-            else:
-                self.heatmap.export_png(path, width=width, dpi=dpi)
+            write()
         except OSError as error:
-            self.show_error(f"Could not export the heatmap: {error}")
+            self.show_error(f"Could not export {what}: {error}")
             return False
         self.statusBar().showMessage(f"Saved {path}", 5000)
         return True
 
-    def export_matrix(self, path: str) -> bool:
+    def export_heatmap(self, path: str, *, width: int | None = None, dpi: int = 150) -> bool:
+        """PNG or SVG by extension; a clear message and False when it cannot be written."""
         if not self._require_view():
             return False
-        try:
-            write_matrix_csv(path, self.view.matrix, self.view.row_labels, self.view.col_labels)
-        except OSError as error:
-            self.show_error(f"Could not export the matrix: {error}")
-            return False
-        self.statusBar().showMessage(f"Saved {path}", 5000)
-        return True
+        if path.lower().endswith(".svg"):
+            return self._write("the heatmap", path, lambda: self.heatmap.export_svg(path))
+        return self._write("the heatmap", path, lambda: self.heatmap.export_png(path, width=width, dpi=dpi))
+
+    def export_matrix(self, path: str) -> bool:
+        view = self.view
+        return self._require_view() and self._write(
+            "the matrix", path, lambda: write_matrix_csv(path, view.matrix, view.row_labels, view.col_labels))
 
     def export_folder(self, folder: str) -> bool:
         """The same four files as ``attention-atlas analyze``, for the current view and graph."""
@@ -882,43 +885,24 @@ class MainWindow(QMainWindow):
 
         graph = self.graph if self.graph is not None and self.graph.n == len(self.view.row_labels) else None
         flow = self.flow if self.view.spec.kind == "flow" else None
-        try:
-            write_analysis_folder(folder, self.result.run, self.view, graph, flow)
-        except OSError as error:
-            self.show_error(f"Could not save the analysis: {error}")
-            return False
-        self.statusBar().showMessage(f"Saved the analysis to {folder}", 5000)
-        return True
+        return self._write("the analysis", folder,
+                           lambda: write_analysis_folder(folder, self.result.run, self.view, graph, flow))
 
     def export_graph_image(self, path: str, *, width: int | None = None) -> bool:
-        if self.graph is None:
-            self.show_error("There is no graph to export yet.")
+        if not self._require_graph():
             return False
-        try:
-            if path.lower().endswith(".svg"):
-                self.graph_panel.canvas.export_svg(path)
-            else:
-                self.graph_panel.canvas.export_png(path, width=width)
-        except OSError as error:
-            self.show_error(f"Could not export the graph: {error}")
-            return False
-        self.statusBar().showMessage(f"Saved {path}", 5000)
-        return True
+        canvas = self.graph_panel.canvas
+        if path.lower().endswith(".svg"):
+            return self._write("the graph", path, lambda: canvas.export_svg(path))
+        return self._write("the graph", path, lambda: canvas.export_png(path, width=width))
 
     def export_network(self, path: str) -> bool:
-        if self.graph is None:
-            self.show_error("There is no graph to export yet.")
+        if not self._require_graph():
             return False
         from analysis.graph_export import write_gexf, write_graphml
 
         writer = write_graphml if path.lower().endswith(".graphml") else write_gexf
-        try:
-            writer(self.graph, self.view.row_labels, path)
-        except OSError as error:
-            self.show_error(f"Could not export the graph: {error}")
-            return False
-        self.statusBar().showMessage(f"Saved {path}", 5000)
-        return True
+        return self._write("the graph", path, lambda: writer(self.graph, self.view.row_labels, path))
 
     def export_heatmap_dialog(self) -> None:
         if not self._require_view():

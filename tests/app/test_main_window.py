@@ -128,7 +128,13 @@ def test_export_to_an_unwritable_path_shows_a_message(qtbot, analysed, tmp_path)
         assert not window.export_heatmap(str(blocker / "h.png"))
     assert "Could not export" in blocker_signal.args[0]
     assert not window.export_matrix(str(blocker / "m.csv"))
-    assert "Could not export" in window.input_panel.message.text()
+    assert "Could not export the matrix" in window.input_panel.message.text()
+    assert not window.export_folder(str(blocker / "folder"))
+    assert "Could not export the analysis" in window.input_panel.message.text()
+    assert not window.export_graph_image(str(blocker / "g.png"))
+    assert not window.export_network(str(blocker / "g.graphml"))
+    assert "Could not export the graph" in window.input_panel.message.text()
+    assert window.result is not None and window.heatmap.current_matrix() is not None
 
 
 def test_empty_text_is_refused_with_a_message(qtbot, window):

@@ -1,0 +1,34 @@
+"""``attention-atlas --smoke-test OUT``: the packaged app's self-test, run here from source."""
+
+import csv
+import json
+
+from PySide6.QtGui import QImage
+
+from app.main import main
+
+
+def test_smoke_test_analyses_switches_and_exports_everything(qapp, tmp_path, capsys):
+    out = tmp_path / "smoke"
+    assert main(["--smoke-test", str(out), "--settings", str(tmp_path / "s.ini")]) == 0
+    printed = capsys.readouterr().out
+    assert "smoke test passed" in printed and "6 layers x 12 heads" in printed
+    assert QImage(str(out / "heatmap.png")).width() == 1200
+    assert QImage(str(out / "graph.png")).width() == 1200
+    assert QImage(str(out / "window.png")).width() > 0
+    assert "<svg" in (out / "heatmap.svg").read_text(errors="ignore")[:2000]
+    with open(out / "matrix.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0][0] == "query \\ key" and len(rows) == len(rows[0])
+    summary = json.loads((out / "analysis" / "summary.json").read_text())
+    assert (summary["view"]["layer"], summary["view"]["head"]) == (2, 3)
+    with open(out / "analysis" / "tokens.csv", newline="", encoding="utf-8") as handle:
+        header = next(csv.reader(handle))
+    assert {"pagerank", "betweenness", "community"} <= set(header)
+
+
+def test_smoke_test_reports_an_output_folder_it_cannot_create(qapp, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["--smoke-test", str(blocker / "out")]) != 0
+    assert "cannot create" in capsys.readouterr().err
