@@ -35,7 +35,6 @@ class GraphRequest:
     rule: dict  # keyword arguments of analysis.graph.SparsifyRule (built in the worker: no igraph import in the GUI)
     resolution: float = 1.0
     seed: int = 0
-    force_layout: bool = True  # lay out here so that switching to "force" costs the GUI nothing
 
 
 @dataclass(frozen=True)
@@ -65,19 +64,6 @@ def warm_up_job(source: str):
     return job
 
 
-def load_model_job(source: str, allow_pickle: bool = False):
-    """Load (or fetch from the cache) a model; returns its ModelFacts."""
-
-    def job(context):
-        context.progress(0.1, f"Loading {source if source != 'default' else 'the default model'}…")
-        from analysis.models import load_model
-
-        loaded = load_model(source, allow_pickle=allow_pickle)
-        return loaded.facts
-
-    return job
-
-
 def analyse_job(request: AnalyseRequest):
     """Load the model (cached after the first time), run the text, summarise every head."""
 
@@ -102,21 +88,19 @@ def analyse_job(request: AnalyseRequest):
 
 
 def graph_job(request: GraphRequest):
-    """Sparsify, measure and partition one view's graph; lay it out when asked."""
+    """Sparsify, measure and partition one view's graph, and lay it out force-directed here, so
+    that switching the canvas to "force" costs the GUI thread nothing."""
 
     def job(context):
         from analysis.graph import SparsifyRule, analyze_graph
+        from analysis.layout import force_layout
 
         context.progress(0.1, "Building the graph…")
         rule = SparsifyRule(**request.rule)
         result = analyze_graph(request.matrix, rule, resolution=request.resolution, seed=request.seed)
-        positions = {}
-        if request.force_layout:
-            context.progress(0.7, "Laying out the graph…")
-            from analysis.layout import force_layout
-
-            positions["force"] = force_layout(result.n, result.sources, result.targets, result.weights, seed=request.seed)
-        return GraphOutcome(result=result, positions=positions)
+        context.progress(0.7, "Laying out the graph…")
+        force = force_layout(result.n, result.sources, result.targets, result.weights, seed=request.seed)
+        return GraphOutcome(result=result, positions={"force": force})
 
     return job
 
