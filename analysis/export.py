@@ -169,6 +169,7 @@ def build_summary(run: AttentionRun, view: AttentionView, graph=None, flow=None,
             "density": graph.density,
             "reciprocity": graph.reciprocity,
             "communities": int(len(set(graph.communities.tolist()))),
+            "kernels": graph.kernels,
         }
         summary["modularity"] = graph.modularity
     if flow is not None:

@@ -22,7 +22,8 @@ from __future__ import annotations
 import random
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,6 +32,16 @@ import numpy as np
 import scipy.sparse as sps
 from scipy.sparse import csgraph
 from scipy.sparse.linalg import svds
+from threadpoolctl import ThreadpoolController
+
+try:  # C kernels, built by `pip install -e .` (see pyproject.toml); they release the GIL
+    from analysis import _paths as _paths_core
+except ImportError:  # installed without a C compiler: scipy + igraph below, slower
+    _paths_core = None
+try:
+    from analysis import _louvain as _louvain_core
+except ImportError:
+    _louvain_core = None
 
 SPARSIFY_MODES = ("coverage", "top_k", "threshold", "none")
 METRIC_NAMES = (
@@ -51,6 +62,18 @@ LENGTH_FLOOR = 1e-15
 # An edge u -> v can lie on a shortest path only if its length equals the distance u -> v;
 # edges longer than that by more than this relative slack are left out of betweenness.
 BACKBONE_SLACK = 1e-9
+
+
+def kernels_in_use() -> str:
+    """Which implementation backs the heavy steps, e.g. "C (paths, Louvain)"."""
+    compiled = [name for name, core in (("paths", _paths_core), ("Louvain", _louvain_core)) if core]
+    fallback = [name for name, core in (("paths", _paths_core), ("Louvain", _louvain_core)) if not core]
+    parts = []
+    if compiled:
+        parts.append(f"C ({', '.join(compiled)})")
+    if fallback:
+        parts.append(f"scipy/igraph fallback ({', '.join(fallback)}; C extension not built)")
+    return "; ".join(parts)
 
 
 # --------------------------------------------------------------------------- rules
@@ -210,6 +233,7 @@ class GraphResult:
     resolution: float
     seed: int
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step
+    kernels: str = ""  # which implementation computed it (kernels_in_use())
 
     @property
     def lengths(self) -> np.ndarray:
@@ -227,7 +251,93 @@ def _strengths(n: int, sources, targets, weights) -> tuple[np.ndarray, np.ndarra
     return incoming, outgoing
 
 
-def _distances(n: int, sources, targets, lengths) -> tuple[np.ndarray, np.ndarray]:
+def _paths_csr(n: int, sources, targets, lengths, *, by_length: bool):
+    """CSR arrays ``(indptr, indices, lengths)`` of the graph without self-loops (they never lie
+    on a shortest path). Rows list their edges by increasing length when ``by_length`` (the
+    kernel's pruning needs it), else by target, the order networkx visits them in."""
+    off_diagonal = sources != targets
+    sources, targets, lengths = sources[off_diagonal], targets[off_diagonal], lengths[off_diagonal]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(sources, minlength=n), out=indptr[1:])
+    if by_length:  # one row-wise argsort of a dense matrix beats a lexsort of the edges
+        dense = np.full((n, n), np.inf)
+        dense[sources, targets] = lengths
+        order = np.argsort(dense, axis=1)
+        kept = np.arange(n)[None, :] < np.diff(indptr)[:, None]
+        targets = order[kept]
+        lengths = dense[np.repeat(np.arange(n), np.diff(indptr)), targets]
+    else:
+        order = np.lexsort((targets, sources))
+        targets, lengths = targets[order], lengths[order]
+    return indptr, np.ascontiguousarray(targets, dtype=np.int64), np.ascontiguousarray(
+        lengths, dtype=np.float64
+    )
+
+
+PATH_CHUNKS = 8  # source blocks for the C kernel, shared out among the pool's threads
+
+
+def _start_shortest_paths(
+    n: int, sources, targets, lengths, pool: ThreadPoolExecutor | None = None
+) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+    """Starts :func:`_shortest_paths` on ``pool``'s threads (the C kernel; the fallback runs
+    at once in this thread) and returns the function that waits for ``(D, betweenness)``."""
+    scale = 1.0 / ((n - 1) * (n - 2)) if n > 2 else 0.0
+    if _paths_core is None:
+        distances, predecessors = _scipy_distances(n, sources, targets, lengths)
+        betweenness = _fallback_betweenness(n, sources, targets, lengths, distances, predecessors)
+        return lambda: (distances, betweenness)
+    # Every length > 0: rows sorted by length, so the kernel can stop scanning a row early.
+    prune = bool(len(lengths)) and bool((lengths[sources != targets] > 0).all())
+    indptr, indices, ordered = _paths_csr(n, sources, targets, lengths, by_length=prune)
+    reach = np.empty(n, dtype=np.int64)
+    _paths_core.reach_counts(indptr, indices, reach)
+    distances = np.empty((n, n))
+    bounds = np.linspace(0, n, PATH_CHUNKS + 1).astype(int)
+    blocks = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    partial = np.zeros((max(len(blocks), 1), n))
+
+    def run(k: int) -> None:
+        start, stop = blocks[k]
+        _paths_core.brandes(
+            indptr, indices, ordered, reach, start, stop, prune, distances[start:stop], partial[k]
+        )
+
+    if pool is None:
+        for k in range(len(blocks)):
+            run(k)
+        running = []
+    else:
+        running = [pool.submit(run, k) for k in range(len(blocks))]
+
+    def wait() -> tuple[np.ndarray, np.ndarray]:
+        for future in running:
+            future.result()
+        return distances, partial.sum(axis=0) * scale
+
+    return wait
+
+
+def _shortest_paths(
+    n: int, sources, targets, lengths, pool: ThreadPoolExecutor | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(D, betweenness)``: all-pairs shortest path lengths ``D[s, t]`` (inf when t is
+    unreachable from s) and normalised directed betweenness, equal to
+    ``nx.betweenness_centrality(G, weight="length")`` on the same graph.
+
+    The C kernel (analysis/_paths.c) runs one Dijkstra + Brandes pass per source with
+    networkx's path counting and exact float tie test; with every length > 0 it scans each
+    row by increasing length and stops once no edge can reach a node within the largest
+    distance still possible (exact). Without the kernel: scipy's Dijkstra and igraph's
+    Brandes (:func:`_fallback_betweenness`), same results, several times slower.
+    """
+    return _start_shortest_paths(n, sources, targets, lengths, pool)()
+
+
+# ---- fallback without the C kernel (scipy + igraph); same results, several times slower
+
+
+def _scipy_distances(n: int, sources, targets, lengths) -> tuple[np.ndarray, np.ndarray]:
     """All-pairs shortest path lengths ``D[s, t]`` (inf when t is unreachable from s) and
     one shortest-path predecessor ``P[s, t]`` (negative for t == s or unreachable)."""
     graph = sps.csr_matrix((lengths, (sources, targets)), shape=(n, n))
@@ -245,7 +355,7 @@ def _distances(n: int, sources, targets, lengths) -> tuple[np.ndarray, np.ndarra
     return distances, predecessors
 
 
-DIJKSTRA_CHUNK = 64  # sources per scipy call in _distances
+DIJKSTRA_CHUNK = 64  # sources per scipy call in _scipy_distances
 
 
 def _backbone(sources, targets, lengths, distances) -> np.ndarray:
@@ -311,7 +421,9 @@ def _tree_betweenness(distances, predecessors, skip: np.ndarray) -> np.ndarray:
     return np.where(reachable, size - 1.0, 0.0).sum(axis=0)
 
 
-def _betweenness(n: int, sources, targets, lengths, distances, predecessors) -> np.ndarray:
+def _fallback_betweenness(
+    n: int, sources, targets, lengths, distances, predecessors
+) -> np.ndarray:
     """Normalised directed betweenness with lengths, as ``nx.betweenness_centrality``.
 
     Sources whose shortest paths are all unique use the vectorised tree accumulation;
@@ -349,6 +461,19 @@ def _closeness_incoming(distances: np.ndarray) -> np.ndarray:
     return np.where(total > 0, closeness, 0.0)
 
 
+DENSE_SHARE = 1 / 16  # edges per possible pair above which PageRank/HITS use dense products
+
+
+def _adjacency(n: int, sources, targets, values):
+    """``M[source, target] = value`` as a dense array when the graph is dense enough for BLAS
+    products to win, else as a CSR matrix."""
+    if len(values) >= DENSE_SHARE * n * n:
+        dense = np.zeros((n, n))
+        dense[sources, targets] = values
+        return dense
+    return sps.csr_matrix((values, (sources, targets)), shape=(n, n))
+
+
 def _pagerank(n: int, sources, targets, weights, *, tol: float = 1e-13) -> np.ndarray:
     """``nx.pagerank(G, alpha=0.85, weight="weight")``: uniform teleport, dangling mass spread
     uniformly; iterated to ``tol`` per node (tighter than networkx's 1e-6)."""
@@ -356,9 +481,8 @@ def _pagerank(n: int, sources, targets, weights, *, tol: float = 1e-13) -> np.nd
         return np.zeros(0)
     outgoing = np.bincount(sources, weights=weights, minlength=n)
     dangling = outgoing == 0
-    step = sps.csr_matrix(
-        (weights / outgoing[sources], (targets, sources)), shape=(n, n)
-    )  # transposed, row-normalised transition matrix
+    # transposed, row-normalised transition matrix
+    step = _adjacency(n, targets, sources, weights / outgoing[sources])
     x = np.full(n, 1.0 / n)
     for _ in range(10_000):
         previous = x
@@ -374,9 +498,10 @@ def _hits(n: int, sources, targets, weights) -> tuple[np.ndarray, np.ndarray]:
     both normalised to sum 1. All zeros when there are no edges."""
     if n == 0 or len(weights) == 0:
         return np.zeros(n), np.zeros(n)
-    adjacency = sps.csr_matrix((weights, (sources, targets)), shape=(n, n))
+    adjacency = _adjacency(n, sources, targets, weights)
     if n <= 64:
-        _, _, vt = np.linalg.svd(adjacency.toarray())
+        dense = adjacency if isinstance(adjacency, np.ndarray) else adjacency.toarray()
+        _, _, vt = np.linalg.svd(dense)
     else:
         _, _, vt = svds(adjacency, k=1, tol=1e-12, v0=np.full(n, 1.0 / np.sqrt(n)))
     authority = vt[0].real.copy()
@@ -386,21 +511,44 @@ def _hits(n: int, sources, targets, weights) -> tuple[np.ndarray, np.ndarray]:
 
 def undirected_edges(n: int, sources, targets, weights) -> tuple[np.ndarray, ...]:
     """The undirected community graph: ``(u, v, w)`` with ``u <= v``, ``w = W[u,v] + W[v,u]``
-    (a self-loop keeps its weight once)."""
-    directed = sps.csr_matrix((weights, (sources, targets)), shape=(n, n))
-    symmetric = sps.triu(directed + directed.T, k=1).tocoo()
-    loops = sources == targets
-    u = np.concatenate([symmetric.row, sources[loops]]).astype(np.int64)
-    v = np.concatenate([symmetric.col, targets[loops]]).astype(np.int64)
-    w = np.concatenate([symmetric.data, weights[loops]]).astype(np.float64)
-    return u, v, w
+    (a self-loop keeps its weight once), ordered by ``(u, v)``."""
+    directed = np.zeros((n, n))
+    directed[sources, targets] = weights
+    symmetric = np.triu(directed + directed.T, k=1)
+    symmetric[np.arange(n), np.arange(n)] = directed.diagonal()
+    u, v = np.nonzero(symmetric)
+    return u.astype(np.int64), v.astype(np.int64), symmetric[u, v]
 
 
 def _louvain(n: int, u, v, w, resolution: float, seed: int) -> np.ndarray:
-    """igraph's multilevel (Louvain) with its random generator seeded, then restored."""
+    """Louvain communities of the undirected graph ``(u, v, w)``: the C kernel when built
+    (analysis/_louvain.c, GIL released), else igraph's multilevel; both seeded."""
     if len(w) == 0:
         return np.arange(n, dtype=np.int64)
-    graph = igraph.Graph(n=n, edges=np.column_stack([u, v]).tolist(), directed=False)
+    if _louvain_core is None:
+        return _igraph_louvain(n, u, v, w, resolution, seed)
+    between = u != v
+    rows = np.concatenate([u, v[between]])
+    cols = np.concatenate([v, u[between]])
+    data = np.concatenate([w, w[between]])
+    order = np.lexsort((cols, rows))
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    membership = np.empty(n, dtype=np.int64)
+    _louvain_core.louvain(
+        indptr,
+        np.ascontiguousarray(cols[order], dtype=np.int64),
+        np.ascontiguousarray(data[order], dtype=np.float64),
+        float(resolution),
+        int(seed) & 0xFFFFFFFFFFFFFFFF,
+        membership,
+    )
+    return membership
+
+
+def _igraph_louvain(n: int, u, v, w, resolution: float, seed: int) -> np.ndarray:
+    """igraph's multilevel (Louvain) with its random generator seeded, then restored."""
+    graph = igraph.Graph(n=n, edges=list(zip(u.tolist(), v.tolist(), strict=True)))
     igraph.set_random_number_generator(random.Random(seed))
     try:
         clustering = graph.community_multilevel(weights=w.tolist(), resolution=resolution)
@@ -442,15 +590,32 @@ def density(n: int, edge_count: int) -> float:
 
 
 def reciprocity(n: int, sources, targets) -> float:
-    """``nx.overall_reciprocity``: 2 * (m - unordered pairs) / m; nan when there are no edges."""
+    """``nx.overall_reciprocity``: 2 * (m - unordered pairs) / m; nan when there are no edges.
+    An edge whose reverse is also an edge is reciprocated (a self-loop is its own reverse)."""
     m = len(sources)
     if m == 0:
         return float("nan")
-    pairs = np.unique(np.minimum(sources, targets) * max(n, 1) + np.maximum(sources, targets))
-    return 2.0 * (m - len(pairs)) / m
+    edge = np.zeros((n, n), dtype=bool)
+    edge[sources, targets] = True
+    pairs = np.count_nonzero(np.triu(edge | edge.T))
+    return 2.0 * (m - pairs) / m
 
 
 # --------------------------------------------------------------------------- analysis
+
+_blas: ThreadpoolController | None = None
+
+
+def _one_blas_thread():
+    """Context in which numpy/scipy's BLAS (OpenBLAS) runs on one thread. Its idle threads
+    spin while waiting for work, and on a 2-core machine they took the cores the graph
+    step's own threads need: with them the real-head step took 0.07-0.11 s, without them
+    0.04-0.09 s (benchmarks/bench_graph_real.py). The products here are small anyway."""
+    global _blas
+    if _blas is None:
+        _blas = ThreadpoolController()
+    return _blas.limit(limits=1, user_api="blas")
+
 
 
 def analyze_graph(
@@ -477,22 +642,32 @@ def analyze_graph(
     n = a.shape[0]
     sources, targets, weights = _sparsify_checked(a, rule)
     lengths = edge_lengths(weights)
-    lap("sparsify")
-    in_strength, out_strength = _strengths(n, sources, targets, weights)
-    lap("strength")
-    distances, predecessors = _distances(n, sources, targets, lengths)
-    lap("distances")
-    closeness = _closeness_incoming(distances)
-    lap("closeness")
-    betweenness = _betweenness(n, sources, targets, lengths, distances, predecessors)
-    lap("betweenness")
-    pagerank = _pagerank(n, sources, targets, weights)
-    lap("pagerank")
-    hub, authority = _hits(n, sources, targets, weights)
-    lap("hits")
     u, v, w = undirected_edges(n, sources, targets, weights)
-    communities = renumber_by_first_appearance(_louvain(n, u, v, w, resolution, int(seed)))
-    lap("communities")
+    lap("sparsify")
+
+    def communities_timed() -> tuple[np.ndarray, float]:
+        begun = time.perf_counter()
+        labels = _louvain(n, u, v, w, resolution, int(seed))
+        return labels, time.perf_counter() - begun
+
+    # The C kernels release the GIL: Louvain and the shortest-path blocks run on two pool
+    # threads while this thread computes the cheap centralities, so both cores stay busy
+    # (and the window's thread is never held up by the kernels).
+    with (
+        _one_blas_thread(),
+        ThreadPoolExecutor(max_workers=2, thread_name_prefix="atlas-graph") as pool,
+    ):
+        louvain_running = pool.submit(communities_timed)
+        paths_running = _start_shortest_paths(n, sources, targets, lengths, pool)
+        in_strength, out_strength = _strengths(n, sources, targets, weights)
+        pagerank = _pagerank(n, sources, targets, weights)
+        hub, authority = _hits(n, sources, targets, weights)
+        lap("centrality")
+        distances, betweenness = paths_running()
+        closeness = _closeness_incoming(distances)
+        lap("paths")
+        labels, timings["communities"] = louvain_running.result()
+    communities = renumber_by_first_appearance(labels)
     result_modularity = modularity(n, u, v, w, communities, resolution)
     result_density = density(n, len(sources))
     result_reciprocity = reciprocity(n, sources, targets)
@@ -519,6 +694,7 @@ def analyze_graph(
         resolution=float(resolution),
         seed=int(seed),
         timings=timings,
+        kernels=kernels_in_use(),
     )
 
 
@@ -527,9 +703,9 @@ def dense_betweenness(matrix: np.ndarray) -> np.ndarray:
 
     Equal to ``nx.betweenness_centrality(G, weight="length", normalized=True)`` where G has
     an edge i -> j of length ``-ln A[i, j]`` for every positive entry (self-loops never lie
-    on a shortest path and are ignored). All-pairs distances come from scipy's
-    Floyd-Warshall; only backbone edges (length equal to the distance between their ends)
-    go to igraph's Brandes run (C), which counts tied shortest paths (see ``_betweenness``).
+    on a shortest path and are ignored). Uses the C kernel on two threads when built;
+    without it, scipy's Floyd-Warshall finds the backbone (edges as short as the distance
+    between their ends, the only ones on shortest paths) and igraph's Brandes runs on it.
     """
     a = checked_view_matrix(matrix)
     n = a.shape[0]
@@ -537,10 +713,16 @@ def dense_betweenness(matrix: np.ndarray) -> np.ndarray:
         return np.zeros(n)
     positive = a > 0
     positive[np.arange(n), np.arange(n)] = False
+    sources, targets = np.nonzero(positive)
+    if _paths_core is not None:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="atlas-graph") as pool:
+            _, betweenness = _shortest_paths(
+                n, sources, targets, edge_lengths(a[sources, targets]), pool
+            )
+        return betweenness
     lengths = np.full((n, n), np.inf)
     lengths[positive] = np.maximum(edge_lengths(a[positive]), LENGTH_FLOOR)
     distances = csgraph.floyd_warshall(lengths, directed=True)
-    sources, targets = np.nonzero(positive)
     lengths = lengths[sources, targets]
     backbone = _backbone(sources, targets, lengths, distances)
     if not backbone.any():

@@ -53,9 +53,15 @@ def check_output(out: Path) -> list[str]:
                 problems.append(f"{name}: no 'token' column in header {rows[0]}")
         elif name.endswith(".json"):
             try:
-                json.loads(path.read_text(encoding="utf-8"))
+                summary = json.loads(path.read_text(encoding="utf-8"))
             except ValueError as error:
                 problems.append(f"{name}: not JSON ({error})")
+            else:
+                kernels = ((summary or {}).get("graph") or {}).get("kernels", "")
+                if name == "analysis/summary.json" and not kernels.startswith("C ("):
+                    problems.append(f"{name}: the graph did not use the C kernels ({kernels!r})")
+                elif "fallback" in kernels:
+                    problems.append(f"{name}: part of the graph step fell back: {kernels!r}")
         print(f"ok   {name} ({path.stat().st_size} bytes)")
     return problems
 

@@ -9,6 +9,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
+import analysis.graph as graph_module
 from analysis.graph import (
     METRIC_NAMES,
     SparsifyRule,
@@ -19,6 +20,20 @@ from analysis.graph import (
 from analysis.graph_export import to_networkx, write_gexf, write_graphml
 
 RTOL = 1e-6
+
+
+@pytest.fixture(params=["compiled", "fallback"])
+def kernels(request, monkeypatch):
+    """Runs a test with the C kernels (analysis/_paths.c, _louvain.c) and again with the
+    scipy/igraph fallback used when the package was installed without a C compiler."""
+    if request.param == "compiled":
+        assert graph_module._paths_core is not None and graph_module._louvain_core is not None, (
+            "the C kernels are not built: run `make setup` (pip install -e .) with a C compiler"
+        )
+    else:
+        monkeypatch.setattr(graph_module, "_paths_core", None)
+        monkeypatch.setattr(graph_module, "_louvain_core", None)
+    return request.param
 
 
 def attention_like(n: int, seed: int, *, causal: bool = False, sharpness: float = 2.0):
@@ -174,7 +189,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("n", "seed", "causal", "rule"), CASES)
-def test_every_metric_equals_networkx(n, seed, causal, rule):
+def test_every_metric_equals_networkx(n, seed, causal, rule, kernels):
     matrix = attention_like(n, seed, causal=causal)
     result = analyze_graph(matrix, rule, seed=seed)
     graph = reference_graph(result)
@@ -199,7 +214,7 @@ def test_every_metric_equals_networkx(n, seed, causal, rule):
 
 @pytest.mark.parametrize("resolution", [0.5, 1.0, 2.0])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_communities_reach_python_louvain_and_modularity_matches(seed, resolution):
+def test_communities_reach_python_louvain_and_modularity_matches(seed, resolution, kernels):
     matrix = attention_like(60, 10 + seed, sharpness=1.5)
     result = analyze_graph(matrix, seed=seed, resolution=resolution)
     undirected = undirected_reference(reference_graph(result))
@@ -257,9 +272,7 @@ def test_graph_without_edges_is_quiet():
 
 def test_timings_cover_every_step():
     result = analyze_graph(attention_like(16, 0))
-    assert {"sparsify", "betweenness", "closeness", "pagerank", "hits", "communities"} <= set(
-        result.timings
-    )
+    assert {"sparsify", "paths", "centrality", "communities", "summary"} <= set(result.timings)
     assert result.timings["total"] >= max(v for k, v in result.timings.items() if k != "total")
 
 
@@ -276,7 +289,7 @@ def dense_reference(matrix: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("n", "seed", "causal"), [(10, 0, False), (40, 1, False), (30, 2, True)])
-def test_dense_betweenness_equals_networkx(n, seed, causal):
+def test_dense_betweenness_equals_networkx(n, seed, causal, kernels):
     matrix = attention_like(n, seed, causal=causal, sharpness=1.0)
     np.testing.assert_allclose(
         dense_betweenness(matrix), dense_reference(matrix), rtol=RTOL, atol=1e-12
@@ -296,7 +309,7 @@ def tied_matrix() -> np.ndarray:
     return m
 
 
-def test_dense_betweenness_counts_tied_shortest_paths():
+def test_dense_betweenness_counts_tied_shortest_paths(kernels):
     m = tied_matrix()
     ours = dense_betweenness(m)
     np.testing.assert_allclose(ours, dense_reference(m), rtol=RTOL, atol=1e-12)
@@ -304,7 +317,7 @@ def test_dense_betweenness_counts_tied_shortest_paths():
 
 
 @pytest.mark.parametrize("rule", [SparsifyRule(mode="none"), SparsifyRule(mode="top_k", top_k=3)])
-def test_graph_betweenness_counts_tied_shortest_paths(rule):
+def test_graph_betweenness_counts_tied_shortest_paths(rule, kernels):
     m = tied_matrix()
     result = analyze_graph(m, rule)
     expected = as_array(networkx_betweenness(reference_graph(result)), 6)
@@ -312,7 +325,7 @@ def test_graph_betweenness_counts_tied_shortest_paths(rule):
     assert result.metrics["betweenness"][1] == pytest.approx(result.metrics["betweenness"][2])
 
 
-def test_dense_betweenness_handles_one_hot_rows():
+def test_dense_betweenness_handles_one_hot_rows(kernels):
     m = attention_like(12, 4, causal=True)
     assert m[0, 0] == 1.0  # a causal first row: a single weight of 1 (length 0)
     m[5] = 0.0
