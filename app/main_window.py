@@ -70,6 +70,7 @@ APP_NAME = "Attention Atlas"
 DEFAULT_SOURCE = "default"
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2 (embedded)"
 MAX_RECENT = 8
+LATER_MS = 10  # _later(): a real timer, so repaints and input pending before it go first
 LAYERED_KINDS = ("rollout", "flow")  # views whose graph can be shown across layers
 
 
@@ -422,8 +423,6 @@ class MainWindow(QMainWindow):
         facts = run.model
         has_decoder = run.decoder_attentions is not None
         self.view_controls.set_limits(run.num_layers, run.num_heads, has_decoder=has_decoder)
-        self.head_overview.set_heads(result.thumbnails, result.head_stats, masked=facts.is_causal)
-        self.token_view.set_tokens(run.text, run.pair, run.labels, run.offsets, run.segment_ids, run.special_mask)
         self.selected_token = None
         self.path_source = self.path_target = None
         self.route_query = self.route_target = None
@@ -436,7 +435,23 @@ class MainWindow(QMainWindow):
         self.status_notice.setText(run.notice or "")
         self.input_panel.show_message(run.notice or f"Analysed {run.num_tokens} tokens.")
         self.refresh_view()
-        self.analysis_ready.emit()
+        # The other views on later turns of the event loop, so that no turn (and its repaint)
+        # keeps the window from answering for long; analysis_ready once all are shown.
+        self._later(result, lambda: self.head_overview.set_heads(
+            result.thumbnails, result.head_stats, masked=facts.is_causal))
+        self._later(result, lambda: self.token_view.set_tokens(
+            run.text, run.pair, run.labels, run.offsets, run.segment_ids, run.special_mask))
+        self._later(result, self.analysis_ready.emit)
+
+    def _later(self, owner, step) -> None:
+        """Run ``step`` on a later turn of the event loop (a real timer: pending repaints and
+        input are handled first), unless ``owner`` (an analysis or a graph) was replaced."""
+
+        def run_if_current() -> None:
+            if owner is self.result or owner is self.graph:
+                step()
+
+        QTimer.singleShot(LATER_MS, self, run_if_current)  # cancelled if the window goes
 
     def view_spec(self) -> ViewSpec:
         controls = self.view_controls
@@ -528,9 +543,10 @@ class MainWindow(QMainWindow):
             "Click a node: path source; Shift+click: target."
         )
         if self.layered is None and self._layered_key is None:  # else the graph across layers is shown
-            self._draw_token_graph()
-        # The table on the next turn of the event loop: each drawing step stays short.
-        QTimer.singleShot(0, lambda graph=result: self._fill_metrics_table(graph))
+            self._draw_token_graph(edges_later=True)
+            self._later(result, self.graph_panel.canvas.draw_pending_edges)
+        # The table on a later turn of the event loop: each drawing step stays short.
+        self._later(result, lambda: self._fill_metrics_table(result))
 
     def _fill_metrics_table(self, graph) -> None:
         if graph is not self.graph or self.view is None:
@@ -545,13 +561,14 @@ class MainWindow(QMainWindow):
             metrics["flow"] = self.flow
         return metrics
 
-    def _draw_token_graph(self, restore_path: bool = False) -> None:
+    def _draw_token_graph(self, restore_path: bool = False, edges_later: bool = False) -> None:
         """Put the view's token graph (``self.graph``, already computed) on the canvas."""
         view, result, canvas = self.view, self.graph, self.graph_panel.canvas
         if view is None or result is None or result.n != len(view.row_labels):
             return
         canvas.set_graph(view.row_labels, result.sources, result.targets, result.weights,
-                         metrics=self._graph_metrics(), communities=result.communities, positions=self.graph_positions)
+                         metrics=self._graph_metrics(), communities=result.communities,
+                         positions=self.graph_positions, edges_later=edges_later)
         canvas.set_source(self.path_source if self.path_source is not None and self.path_source < result.n else None)
         canvas.set_target(self.path_target if self.path_target is not None and self.path_target < result.n else None)
         self.graph_panel.info.setText(self._graph_info)

@@ -147,7 +147,8 @@ def _straight_xy(pos: np.ndarray, s: np.ndarray, t: np.ndarray):
 
 
 def _arc_samples(m: int) -> int:
-    return 32 if m <= 2000 else (16 if m <= 8000 else 10)
+    """Points per arc: smooth for a few edges, cheaper (still round) for thousands."""
+    return 32 if m <= 1000 else (16 if m <= 2500 else 10)
 
 
 def _arc_xy(pos: np.ndarray, s: np.ndarray, t: np.ndarray, k: int | None = None):
@@ -572,6 +573,8 @@ class GraphCanvas(QtWidgets.QWidget):
         self._label_width_cache: tuple | None = None
         self._layout_cache: dict[str, np.ndarray] = {}
         self._layout_kind = "arc"  # requested
+        self._edges_pending = False  # set_graph(edges_later=True) until draw_pending_edges()
+        self._setting_graph = False
         self._brushes: dict[int, QtGui.QBrush] = {}  # node fill per colour (see _refresh_nodes)
         self._node_pen = pg.mkPen(QtGui.QColor(255, 255, 255), width=1.2)
         self._effective_kind = "arc"
@@ -691,13 +694,16 @@ class GraphCanvas(QtWidgets.QWidget):
         communities: np.ndarray | None = None,
         node_layer: np.ndarray | None = None,
         positions: dict[str, np.ndarray] | None = None,
+        edges_later: bool = False,
     ) -> None:
         """Show a graph: ``labels[i]`` is token i; edge k is ``sources[k] -> targets[k]``
         with ``weights[k]``.  Keeps the current layout kind and size metric; clears the
         highlighted path (it belonged to the previous graph) and keeps source, target
         and selection where they are still valid token indices.  ``positions`` maps a
         layout kind to ``[n, 2]`` coordinates computed elsewhere (the app's worker lays out
-        the force graph there, so this thread does not)."""
+        the force graph there, so this thread does not).  With ``edges_later`` the nodes
+        are shown now and the edges when :meth:`draw_pending_edges` is called (the window
+        does that on the next turn of its event loop, so no single turn takes long)."""
         labels = [str(t) for t in labels]
         n = len(labels)
         s = np.asarray(sources, dtype=np.int64).ravel()
@@ -755,11 +761,26 @@ class GraphCanvas(QtWidgets.QWidget):
         self._update_layout_combo()
         self._pos = self._compute_layout()
         self._update_sizes()
-        self._refresh_all()
+        self._edges_pending = bool(edges_later)
+        self._setting_graph = True
+        try:
+            self._refresh_all()
+        finally:
+            self._setting_graph = False
         self._update_hint()
         self._update_note()
         self._update_legend()
         self.reset_view()
+
+    def draw_pending_edges(self) -> None:
+        """Draw the edges that ``set_graph(..., edges_later=True)`` left out (no-op otherwise)."""
+        if self._edges_pending:
+            self._edges_pending = False
+            self._refresh_edges()
+            self._refresh_path()
+
+    def edges_pending(self) -> bool:
+        return self._edges_pending
 
     def clear(self) -> None:
         """Back to the empty state."""
@@ -1205,6 +1226,8 @@ class GraphCanvas(QtWidgets.QWidget):
             item.set_pen(self._bin_pen(b))
 
     def _refresh_all(self) -> None:
+        if self._edges_pending and self._src.shape[0] and not self._setting_graph:
+            self._edges_pending = False  # a full redraw (layout, size...) includes the edges
         self._refresh_edges()
         self._refresh_nodes()
         self._refresh_path()
@@ -1219,6 +1242,8 @@ class GraphCanvas(QtWidgets.QWidget):
 
     def _refresh_edges(self) -> None:
         keep = self._drawn  # no self-attention (it has no extent), at most MAX_DRAWN_EDGES
+        if self._edges_pending:  # set_graph(edges_later=True): drawn by draw_pending_edges
+            keep = np.zeros_like(keep)
         budget = THICK_EDGE_BUDGET
         for b in range(EDGE_BINS - 1, -1, -1):
             sel = (self._bins == b) & keep

@@ -72,6 +72,8 @@ def test_graph_metrics_and_canvas_follow_the_view(qtbot, analysed):
     n = window.result.run.num_tokens
     assert graph.n == n
     assert window.graph_panel.canvas.edge_count() == len(graph.weights)
+    assert not window.graph_panel.canvas.edges_pending()  # drawn by the time graph_ready fires
+    assert window.graph_panel.canvas.drawn_edge_count() > 0
     rows = window.metrics_table.to_rows()
     assert len(rows) == n
     assert "modularity" in window.graph_panel.info.text()

@@ -381,3 +381,20 @@ def test_a_huge_graph_draws_only_its_strongest_edges_and_says_so(qtbot):
     assert weights[drawn].min() >= weights[(sources != targets) & ~drawn].max()
     assert not drawn[sources == targets].any()
     assert f"strongest {MAX_DRAWN_EDGES:,}" in canvas._note.text()
+
+
+def drawn_edge_paths(canvas) -> int:
+    return sum(not item._path.isEmpty() for item in canvas._edge_items)
+
+
+def test_edges_can_follow_the_nodes_on_a_later_turn(canvas):
+    """The window shows a new graph's nodes first and its edges on the next turn of the
+    event loop, so no turn keeps the window from answering for long."""
+    canvas.set_graph(LABELS, SOURCES, TARGETS, WEIGHTS, metrics=METRICS, edges_later=True)
+    assert canvas.edges_pending() and drawn_edge_paths(canvas) == 0
+    assert canvas.edge_count() == len(WEIGHTS)  # the graph itself is complete
+    canvas.draw_pending_edges()
+    assert not canvas.edges_pending() and drawn_edge_paths(canvas) > 0
+    canvas.set_graph(LABELS, SOURCES, TARGETS, WEIGHTS, edges_later=True)
+    canvas.set_layout("circular")  # any full redraw draws the edges too
+    assert not canvas.edges_pending() and drawn_edge_paths(canvas) > 0

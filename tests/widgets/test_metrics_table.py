@@ -118,3 +118,19 @@ def test_large_table(qtbot):
     t.sort_by("pagerank", descending=True)
     pr = [r[3] for r in t.to_rows()]
     assert len(pr) == n and pr == sorted(pr, reverse=True)
+
+
+def test_sort_by_token_text_and_filter_keep_the_selected_token(qtbot, table):
+    table.sort_by("token")
+    tokens = [r[1] for r in table.to_rows()]
+    assert tokens[:2] == ["Cat", "cat"]  # case-insensitive; ties keep token order
+    assert tokens == sorted(tokens, key=str.casefold)
+    table.select_token(13)  # "cat"
+    table.set_filter("ca")
+    assert [r[1] for r in table.to_rows()] == ["Cat", "cat"]
+    assert table.selected_token() == 13
+    table.sort_by("index", descending=True)
+    assert [r[0] for r in table.to_rows()] == [13, 12]
+    assert table.selected_token() == 13  # the selection follows its token through a sort
+    table.set_filter("")
+    assert table.selected_token() == 13 and len(table.to_rows()) == N
