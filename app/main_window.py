@@ -280,6 +280,7 @@ class MainWindow(QMainWindow):
         self.graph_panel.canvas.layout_changed.connect(self._on_graph_layout_changed)
         self.graph_panel.settings_changed.connect(self.request_graph)
         self.graph_panel.path_kind_changed.connect(self.request_path)
+        self._progress_text: dict[str, str] = {}  # per job kind: its progress line in the status bar
         self.worker.progress.connect(self._on_progress)
         self.worker.finished.connect(self._on_finished)
         self.worker.failed.connect(self._on_failed)
@@ -377,8 +378,16 @@ class MainWindow(QMainWindow):
             self.input_panel.set_progress(fraction, message)
         elif kind in ("flow", "graph", "layered"):
             self.statusBar().showMessage(f"{message} {fraction:.0%}", 2000)
+            self._progress_text[kind] = self.statusBar().currentMessage()
+
+    def _clear_progress(self, kind: str) -> None:
+        """A finished job's last progress line leaves the status bar (other messages stay)."""
+        text = self._progress_text.pop(kind, None)
+        if text is not None and self.statusBar().currentMessage() == text:
+            self.statusBar().clearMessage()
 
     def _on_finished(self, kind: str, _id: int, result) -> None:
+        self._clear_progress(kind)
         handler = {
             "analyse": self._on_analysis,
             "graph": self._on_graph,
@@ -396,6 +405,7 @@ class MainWindow(QMainWindow):
         self.warmed_up.emit()
 
     def _on_failed(self, kind: str, _id: int, message: str) -> None:
+        self._clear_progress(kind)
         prefix = {"analyse": "The analysis failed", "graph": "The graph could not be computed",
                   "flow": "Attention flow failed", "path": "No path",
                   "layered": "The graph across layers could not be built", "route": "No route",
@@ -403,6 +413,7 @@ class MainWindow(QMainWindow):
         self.show_error(f"{prefix}: {message}")
 
     def _on_cancelled(self, kind: str, _id: int) -> None:
+        self._clear_progress(kind)
         if kind == "layered":
             self._layered_key = None  # built again on the next change of view, rule or layout
         if kind == "analyse":

@@ -226,3 +226,16 @@ def test_a_text_longer_than_the_model_allows_is_truncated_with_a_visible_notice(
     assert "only the first 512" in window.status_notice.text()
     assert "only the first 512" in window.input_panel.message.text()
     assert window.input_panel.text() == "word " * 700  # the person's text is kept whole
+
+
+def test_a_finished_graph_job_takes_its_progress_line_out_of_the_status_bar(qtbot, analysed):
+    window = analysed
+    bar = window.statusBar()
+    window._on_progress("graph", 1, 0.7, "Laying out the graph...")
+    assert bar.currentMessage() == "Laying out the graph... 70%"
+    window._clear_progress("graph")
+    assert bar.currentMessage() == ""
+    window._on_progress("graph", 1, 0.7, "Laying out the graph...")
+    bar.showMessage("Saved /tmp/x.png", 5000)  # a newer message stays
+    window._clear_progress("graph")
+    assert bar.currentMessage() == "Saved /tmp/x.png"
