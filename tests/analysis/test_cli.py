@@ -58,6 +58,7 @@ def test_analyze_writes_the_four_files(tmp_path, default_run, capsys):
     assert summary["layers"] == 6 and summary["heads"] == 12 and summary["tokens"] == default_run.num_tokens
     assert summary["view"]["kind"] == "head" and summary["view"]["layer"] == 2 and summary["view"]["head"] == 5
     assert summary["graph"]["sparsification"]["mode"] == "coverage"
+    assert summary["graph"]["kernels"] == "C (paths, Louvain)"  # built by `make setup`
     assert summary["modularity"] == pytest.approx(graph.modularity)
     assert {"load", "forward", "graph"} <= set(summary["timings"])
     assert all(value >= 0 for value in summary["timings"].values())
