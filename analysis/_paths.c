@@ -41,21 +41,34 @@ static inline int heap_before(double key_a, int64_t rank_a, double key_b, int64_
     return (key_a < key_b) | ((key_a == key_b) & (rank_a < rank_b));
 }
 
+/* Writes node v with (key, rank) into heap position i. */
+static inline void heap_put(Heap *h, Py_ssize_t i, int64_t v, double key, int64_t rank) {
+    h->key[i] = key;
+    h->rank[i] = rank;
+    h->node[i] = v;
+    h->pos[v] = i;
+}
+
+/* Moves the node at position from to position to. */
+static inline void heap_move(Heap *h, Py_ssize_t to, Py_ssize_t from) {
+    heap_put(h, to, h->node[from], h->key[from], h->rank[from]);
+}
+
+/* Marks position i as the sentinel: it sorts after every node. */
+static inline void heap_sentinel(Heap *h, Py_ssize_t i) {
+    h->key[i] = INFINITY;
+    h->rank[i] = INT64_MAX;
+}
+
 /* Puts node v with (key, rank) at position i or above. */
 static inline void heap_up(Heap *h, Py_ssize_t i, int64_t v, double key, int64_t rank) {
     while (i > 0) {
         Py_ssize_t parent = (i - 1) / 2;
         if (!heap_before(key, rank, h->key[parent], h->rank[parent])) break;
-        h->key[i] = h->key[parent];
-        h->rank[i] = h->rank[parent];
-        h->node[i] = h->node[parent];
-        h->pos[h->node[i]] = i;
+        heap_move(h, i, parent);
         i = parent;
     }
-    h->key[i] = key;
-    h->rank[i] = rank;
-    h->node[i] = v;
-    h->pos[v] = i;
+    heap_put(h, i, v, key, rank);
 }
 
 /* Adds v, or moves it up after its key decreased. */
@@ -63,43 +76,34 @@ static inline void heap_push_or_decrease(Heap *h, int64_t v, double key, int64_t
     Py_ssize_t i = h->pos[v];
     if (i < 0) {
         i = h->size++;
-        h->key[h->size] = INFINITY; /* keep the sentinel after the last node */
-        h->rank[h->size] = INT64_MAX;
+        heap_sentinel(h, h->size); /* keep the sentinel after the last node */
     }
     heap_up(h, i, v, key, rank);
 }
 
 /* Removes and returns the first node. The slot after the last one holds a sentinel that
- * sorts after everything (see HEAP_SENTINEL), so choosing the smaller child needs no bounds
- * test, and the choice is made without a branch. */
+ * sorts after everything, so choosing the smaller child needs no bounds test, and the
+ * choice is made without a branch. */
 static inline int64_t heap_pop(Heap *h) {
     int64_t top = h->node[0];
     h->pos[top] = -1;
     if (--h->size == 0) {
-        h->key[0] = INFINITY;
-        h->rank[0] = INT64_MAX;
+        heap_sentinel(h, 0);
         return top;
     }
     Py_ssize_t last = h->size, i = 0;
     double key = h->key[last];
     int64_t rank = h->rank[last], v = h->node[last];
-    h->key[last] = INFINITY; /* the sentinel moves down with the end */
-    h->rank[last] = INT64_MAX;
+    heap_sentinel(h, last); /* the sentinel moves down with the end */
     for (;;) {
         Py_ssize_t child = 2 * i + 1;
         if (child >= last) break;
         child += heap_before(h->key[child + 1], h->rank[child + 1], h->key[child], h->rank[child]);
         if (!heap_before(h->key[child], h->rank[child], key, rank)) break;
-        h->key[i] = h->key[child];
-        h->rank[i] = h->rank[child];
-        h->node[i] = h->node[child];
-        h->pos[h->node[i]] = i;
+        heap_move(h, i, child);
         i = child;
     }
-    h->key[i] = key;
-    h->rank[i] = rank;
-    h->node[i] = v;
-    h->pos[v] = i;
+    heap_put(h, i, v, key, rank);
     return top;
 }
 
@@ -174,8 +178,8 @@ static int brandes_range(Py_ssize_t n, const int64_t *ptr, const int64_t *idx, c
         seen[s] = 0.0;
         pred[s] = s;
         heap.size = 0;
-        heap.key[0] = heap.key[1] = INFINITY;
-        heap.rank[0] = heap.rank[1] = INT64_MAX;
+        heap_sentinel(&heap, 0);
+        heap_sentinel(&heap, 1);
         heap_push_or_decrease(&heap, s, 0.0, pushes++);
         while (heap.size) {
             int64_t v = heap_pop(&heap);
