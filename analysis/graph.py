@@ -12,9 +12,11 @@ Conventions (see README, "Conventions of meaning"):
   resolution adjustable, seeded.
 
 Every metric is defined as networkx defines it on the same sparsified ``nx.DiGraph`` (the
-reference the tests compare with); the fast path uses igraph's C core and scipy instead of
-networkx. ``dense_betweenness`` is the exact betweenness of the complete graph of all
-positive entries.
+reference the tests compare with). Shortest paths, betweenness and Louvain run in the C
+kernels ``analysis/_paths.c`` and ``analysis/_louvain.c`` (built by ``pip install -e .``; they
+release the GIL and run on two threads); without them, scipy and igraph compute the same
+numbers more slowly. ``dense_betweenness`` is the exact betweenness of the complete graph of
+all positive entries.
 """
 
 from __future__ import annotations
