@@ -251,6 +251,12 @@ static int brandes_range(Py_ssize_t n, const int64_t *ptr, const int64_t *idx, c
     return ok;
 }
 
+/* None after a kernel ran, or MemoryError (NULL) when it could not allocate. */
+static PyObject *none_or_no_memory(int ok) {
+    if (!ok) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 static PyObject *brandes(PyObject *self, PyObject *args) {
     (void)self;
     Py_buffer indptr, indices, lengths, reach, dist, bc;
@@ -281,12 +287,7 @@ static PyObject *brandes(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     ok = brandes_range(n, indptr.buf, indices.buf, len, reach.buf, start, stop, prune, dist.buf, bc.buf);
     Py_END_ALLOW_THREADS
-    if (!ok) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    result = Py_None;
-    Py_INCREF(result);
+    result = none_or_no_memory(ok);
 done:
     PyBuffer_Release(&indptr);
     PyBuffer_Release(&indices);
@@ -405,12 +406,7 @@ static PyObject *reach_counts(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     ok = reach_range(n, indptr.buf, indices.buf, out.buf);
     Py_END_ALLOW_THREADS
-    if (!ok) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    result = Py_None;
-    Py_INCREF(result);
+    result = none_or_no_memory(ok);
 done:
     PyBuffer_Release(&indptr);
     PyBuffer_Release(&indices);

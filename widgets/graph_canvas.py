@@ -574,7 +574,6 @@ class GraphCanvas(QtWidgets.QWidget):
         self._layout_cache: dict[str, np.ndarray] = {}
         self._layout_kind = "arc"  # requested
         self._edges_pending = False  # set_graph(edges_later=True) until draw_pending_edges()
-        self._setting_graph = False
         self._brushes: dict[int, QtGui.QBrush] = {}  # node fill per colour (see _refresh_nodes)
         self._node_pen = pg.mkPen(QtGui.QColor(255, 255, 255), width=1.2)
         self._effective_kind = "arc"
@@ -761,12 +760,7 @@ class GraphCanvas(QtWidgets.QWidget):
         self._update_layout_combo()
         self._pos = self._compute_layout()
         self._update_sizes()
-        self._edges_pending = bool(edges_later)
-        self._setting_graph = True
-        try:
-            self._refresh_all()
-        finally:
-            self._setting_graph = False
+        self._refresh_all(edges=not edges_later)
         self._update_hint()
         self._update_note()
         self._update_legend()
@@ -1225,9 +1219,10 @@ class GraphCanvas(QtWidgets.QWidget):
         for b, item in enumerate(self._edge_items):
             item.set_pen(self._bin_pen(b))
 
-    def _refresh_all(self) -> None:
-        if self._edges_pending and self._src.shape[0] and not self._setting_graph:
-            self._edges_pending = False  # a full redraw (layout, size...) includes the edges
+    def _refresh_all(self, edges: bool = True) -> None:
+        """Redraw everything; with ``edges`` False the edges wait for draw_pending_edges()
+        (any later full redraw, e.g. a layout change, draws them too)."""
+        self._edges_pending = not edges
         self._refresh_edges()
         self._refresh_nodes()
         self._refresh_path()
