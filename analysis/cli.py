@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from analysis.views import VIEW_KINDS, ViewSpec
+from analysis.attention.views import VIEW_KINDS, ViewSpec
 
 PROG = "attention-atlas analyze"
 
@@ -97,7 +97,7 @@ def view_spec_from_args(args: argparse.Namespace) -> ViewSpec:
 
 
 def sparsify_rule_from_args(args: argparse.Namespace):
-    from analysis.graph import SparsifyRule
+    from analysis.graph.rules import SparsifyRule
 
     return SparsifyRule(
         mode=args.sparsify,
@@ -110,10 +110,10 @@ def sparsify_rule_from_args(args: argparse.Namespace):
 
 def analyze(args: argparse.Namespace) -> Path:
     """Run the whole analysis for parsed arguments and write the folder; returns it."""
-    from analysis.export import ensure_writable_dir, write_analysis_folder
-    from analysis.extract import extract
-    from analysis.models import load_model
-    from analysis.views import make_view, values_for_view
+    from analysis.attention.extract import extract
+    from analysis.attention.views import make_view, values_for_view
+    from analysis.io.folder import ensure_writable_dir, write_analysis_folder
+    from analysis.models.loading import load_model
 
     text = read_text(args)
     spec = view_spec_from_args(args)
@@ -134,7 +134,7 @@ def analyze(args: argparse.Namespace) -> Path:
     if rule is not None:
         if not view.is_square:
             raise ValueError("a graph needs a square view; use --no-graph for cross-attention")
-        from analysis.graph import analyze_graph
+        from analysis.graph.metrics import analyze_graph
 
         started = time.perf_counter()
         graph = analyze_graph(view.matrix, rule, resolution=args.resolution, seed=args.seed)
@@ -142,8 +142,8 @@ def analyze(args: argparse.Namespace) -> Path:
 
     flow = None
     if spec.kind == "flow":
-        from analysis.flow import attention_flow
-        from analysis.views import stack_attentions
+        from analysis.attention.flow import attention_flow
+        from analysis.attention.views import stack_attentions
 
         started = time.perf_counter()
         token_flow = attention_flow(stack_attentions(run, spec.stack), view.spec.query, view.spec.layer)

@@ -1,6 +1,6 @@
 """Work the background worker does: plain functions of a JobContext, no widgets touched.
 
-The heavy imports (torch, transformers via analysis.models/extract) happen inside these
+The heavy imports (torch, transformers via analysis.models.loading/extract) happen inside these
 functions, so they run in the worker thread and the window opens without them.
 """
 
@@ -53,10 +53,10 @@ def warm_up_job(source: str):
 
     def job(context):
         context.progress(0.05, "Loading the model in the background…")
-        import analysis.extract  # noqa: F401  (torch, transformers)
-        import analysis.flow  # noqa: F401  (igraph)
+        import analysis.attention.extract  # noqa: F401  (torch, transformers)
+        import analysis.attention.flow  # noqa: F401  (igraph)
         import analysis.graph  # noqa: F401  (scipy, igraph)
-        from analysis.models import load_model
+        from analysis.models.loading import load_model
 
         context.progress(0.4, "Loading the model in the background…")
         return load_model(source).facts
@@ -69,9 +69,9 @@ def analyse_job(request: AnalyseRequest):
 
     def job(context):
         context.progress(0.02, "Loading the model…")
-        from analysis.extract import extract
-        from analysis.head_stats import head_summary, head_thumbnails
-        from analysis.models import load_model
+        from analysis.attention.extract import extract
+        from analysis.attention.head_stats import head_summary, head_thumbnails
+        from analysis.models.loading import load_model
 
         loaded = load_model(request.source, allow_pickle=request.allow_pickle)
         context.progress(0.5, f"Running {loaded.facts.name}…")
@@ -92,8 +92,9 @@ def graph_job(request: GraphRequest):
     that switching the canvas to "force" costs the GUI thread nothing."""
 
     def job(context):
-        from analysis.graph import SparsifyRule, analyze_graph
-        from analysis.layout import force_layout
+        from analysis.graph.layout import force_layout
+        from analysis.graph.metrics import analyze_graph
+        from analysis.graph.rules import SparsifyRule
 
         context.progress(0.1, "Building the graph…")
         rule = SparsifyRule(**request.rule)
@@ -109,7 +110,7 @@ def flow_job(attentions: np.ndarray, query: int, layer: int):
     """Attention flow from ``query`` at ``layer`` into every input token."""
 
     def job(context):
-        from analysis.flow import attention_flow
+        from analysis.attention.flow import attention_flow
 
         return attention_flow(
             attentions,
@@ -126,7 +127,7 @@ def path_job(matrix: np.ndarray, source: int, target: int, widest: bool, rule):
     """The most probable (or widest) path from ``source`` to ``target`` on the view's graph."""
 
     def job(context):
-        from analysis.paths import most_probable_path, widest_path
+        from analysis.graph.paths import most_probable_path, widest_path
 
         finder = widest_path if widest else most_probable_path
         return finder(matrix, source, target, rule)
@@ -136,7 +137,7 @@ def path_job(matrix: np.ndarray, source: int, target: int, widest: bool, rule):
 
 @dataclass(frozen=True)
 class LayeredOutcome:
-    graph: object  # analysis.layered.LayeredGraph
+    graph: object  # analysis.graph.layered.LayeredGraph
     stack: str  # the attention stack it was built from ("self" or "decoder")
     seconds: float
 
@@ -145,8 +146,8 @@ def layered_job(attentions: np.ndarray, layer: int, rule_settings: dict, stack: 
     """The layered graph (tokens at every level, input to ``layer``) for the canvas."""
 
     def job(context):
-        from analysis.graph import SparsifyRule
-        from analysis.layered import CANVAS_EDGE_LIMIT, layered_graph
+        from analysis.graph.layered import CANVAS_EDGE_LIMIT, layered_graph
+        from analysis.graph.rules import SparsifyRule
 
         rule = SparsifyRule(**rule_settings)
         context.progress(0.1, "Building the graph across layers…")
@@ -161,7 +162,7 @@ def route_job(attentions: np.ndarray, query: int, target: int, layer: int):
     """The most probable route from ``query`` at the top of ``layer`` down to input ``target``."""
 
     def job(context):
-        from analysis.paths import layered_route
+        from analysis.graph.paths import layered_route
 
         return layered_route(attentions, query, target, layer)
 

@@ -32,9 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from analysis.export import write_matrix_csv
-from analysis.hub_cache import cached_hub_models
-from analysis.views import (
+from analysis.attention.views import (
     AttentionView,
     ViewSpec,
     make_view,
@@ -42,6 +40,8 @@ from analysis.views import (
     values_for_view,
     view_position,
 )
+from analysis.io.folder import write_matrix_csv
+from analysis.models.hub_cache import cached_hub_models
 from app.jobs import (
     AnalyseRequest,
     AnalysisResult,
@@ -125,11 +125,11 @@ class MainWindow(QMainWindow):
         self.path = None
         self._graph_info = ""
         # Rollout / flow views with the "layered" layout: the graph across layers (nodes =
-        # tokens at each level, analysis.layered) replaces the token graph on the canvas.
+        # tokens at each level, analysis.graph.layered) replaces the token graph on the canvas.
         self.graph_layout = "arc"  # the layout the person chose on the canvas
-        self.layered = None  # analysis.layered.LayeredGraph on the canvas; None: token graph
+        self.layered = None  # analysis.graph.layered.LayeredGraph on the canvas; None: token graph
         self._layered_key: tuple | None = None  # (stack, layer, rule) shown or being built
-        self.route = None  # analysis.paths.LayeredPathResult
+        self.route = None  # analysis.graph.paths.LayeredPathResult
         self.route_query: int | None = None  # token indices of the view's stack
         self.route_target: int | None = None
         self._analysed_source: str | None = None
@@ -636,7 +636,7 @@ class MainWindow(QMainWindow):
         if (key is None or not self._wants_layered() or (outcome.stack, graph.layer) != key[:2]
                 or graph.num_tokens != len(self._stack_labels())):
             return  # the view or the layout moved on
-        from analysis.layered import node_labels
+        from analysis.graph.layered import node_labels
 
         self.layered = graph
         self.route = None
@@ -650,7 +650,7 @@ class MainWindow(QMainWindow):
         self.layered_ready.emit()
 
     def _layered_text(self, graph, seconds: float) -> str:
-        from analysis.layered import CANVAS_EDGE_LIMIT
+        from analysis.graph.layered import CANVAS_EDGE_LIMIT
 
         top = graph.num_layers_shown - 1
         rule = graph.rule.describe().split(";")[0]
@@ -673,7 +673,7 @@ class MainWindow(QMainWindow):
 
     def _mark_route_ends(self) -> None:
         """Source ring on the query at the top level, target ring on the target at L0."""
-        from analysis.layered import node_id
+        from analysis.graph.layered import node_id
 
         graph, canvas = self.layered, self.graph_panel.canvas
         top = graph.num_layers_shown - 1
@@ -694,7 +694,7 @@ class MainWindow(QMainWindow):
         graph = self.layered
         if graph is None or route.layer != graph.layer:
             return
-        from analysis.layered import route_nodes
+        from analysis.graph.layered import route_nodes
 
         self.route = route
         nodes = route_nodes(graph, route.steps) if route.found else []
@@ -840,7 +840,7 @@ class MainWindow(QMainWindow):
         current = self.graph_panel.canvas.selected_token()
         if current is not None and current < graph.num_nodes and graph.node_token[current] == token:
             return current
-        from analysis.layered import node_id
+        from analysis.graph.layered import node_id
 
         return node_id(graph, graph.num_layers_shown - 1, token)
 
@@ -909,7 +909,7 @@ class MainWindow(QMainWindow):
         """The same four files as ``attention-atlas analyze``, for the current view and graph."""
         if not self._require_view():
             return False
-        from analysis.export import write_analysis_folder
+        from analysis.io.folder import write_analysis_folder
 
         graph = self.graph if self.graph is not None and self.graph.n == len(self.view.row_labels) else None
         flow = self.flow if self.view.spec.kind == "flow" else None
@@ -927,7 +927,7 @@ class MainWindow(QMainWindow):
     def export_network(self, path: str) -> bool:
         if not self._require_graph():
             return False
-        from analysis.graph_export import write_gexf, write_graphml
+        from analysis.graph.export import write_gexf, write_graphml
 
         writer = write_graphml if path.lower().endswith(".graphml") else write_gexf
         return self._write("the graph", path, lambda: writer(self.graph, self.view.row_labels, path))

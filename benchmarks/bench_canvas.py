@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from PySide6 import QtWidgets  # noqa: E402
 
-from analysis.layout import arc_layout, force_layout  # noqa: E402
+from analysis.graph.layout import arc_layout, force_layout  # noqa: E402
 from widgets.graph_canvas import GraphCanvas  # noqa: E402
 
 REPEATS = 3

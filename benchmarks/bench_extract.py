@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from analysis.extract import extract  # noqa: E402
-from analysis.models import load_model  # noqa: E402
+from analysis.attention.extract import extract  # noqa: E402
+from analysis.models.loading import load_model  # noqa: E402
 
 BUDGET = 1.3
 SIZES = (64, 256, 512)

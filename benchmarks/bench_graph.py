@@ -24,9 +24,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.flow import attention_flow  # noqa: E402
-from analysis.graph import SparsifyRule, analyze_graph, dense_betweenness, sparsify  # noqa: E402
-from analysis.rollout import residual_augmented_layers  # noqa: E402
+from analysis.attention.flow import attention_flow  # noqa: E402
+from analysis.attention.rollout import residual_augmented_layers  # noqa: E402
+from analysis.graph.metrics import analyze_graph, dense_betweenness  # noqa: E402
+from analysis.graph.rules import SparsifyRule, sparsify
 
 
 def synthetic_attention(n: int, seed: int = 0, sharpness: float = 2.0) -> np.ndarray:

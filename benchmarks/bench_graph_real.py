@@ -24,9 +24,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis.extract import extract  # noqa: E402
-from analysis.graph import SparsifyRule, analyze_graph, kernels_in_use  # noqa: E402
-from analysis.models import load_model  # noqa: E402
+from analysis.attention.extract import extract  # noqa: E402
+from analysis.graph.kernels import kernels_in_use  # noqa: E402
+from analysis.graph.metrics import analyze_graph  # noqa: E402
+from analysis.graph.rules import SparsifyRule  # noqa: E402
+from analysis.models.loading import load_model  # noqa: E402
 
 HEADS = (0, 5, 11)
 BUDGET_S = 0.1

@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.graph import SparsifyRule  # noqa: E402
-from analysis.layered import CANVAS_EDGE_LIMIT, layered_graph  # noqa: E402
+from analysis.graph.layered import CANVAS_EDGE_LIMIT, layered_graph  # noqa: E402
+from analysis.graph.rules import SparsifyRule  # noqa: E402
 from benchmarks.bench_graph import synthetic_attentions  # noqa: E402
 
 

@@ -37,7 +37,7 @@ def test_widgets_import_no_torch_and_no_app():
 
 def test_the_window_modules_load_without_torch():
     code = (
-        "import sys, app.main_window, app.main, analysis.views, analysis.export; "
+        "import sys, app.main_window, app.main, analysis.attention.views, analysis.io.folder; "
         "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -3,7 +3,7 @@
 ``build_tiny_model(family, folder)`` trains a small tokenizer of the family's kind with the
 ``tokenizers`` library on a built-in corpus, builds a seeded random model (hidden 32,
 2 layers, 4 heads, at most 64 positions) from its config and saves both with
-``save_pretrained`` (safetensors) into ``folder``, so that ``analysis.models.load_model``
+``save_pretrained`` (safetensors) into ``folder``, so that ``analysis.models.loading.load_model``
 loads it through the same code path as a real checkpoint. Nothing is downloaded.
 
 Tokenizer kinds follow the real families:

@@ -4,7 +4,7 @@
 (``i -> j`` with weight ``A[i, j]``: "token i attends to token j") in a pyqtgraph
 ViewBox.  It shows state and reports what the person did; it runs no model and no
 graph algorithm: metrics, communities and paths arrive as plain arrays, and layouts
-come from :mod:`analysis.layout` (called here directly, or handed in precomputed by
+come from :mod:`analysis.graph.layout` (called here directly, or handed in precomputed by
 the app through ``set_layout(kind, positions=...)``).
 
 Drawing is batched so that 512 tokens with ~25k edges stay interactive:
@@ -31,7 +31,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtCore import Qt, Signal
 
-from analysis.layout import arc_layout, circular_layout, force_layout, layered_layout
+from analysis.graph.layout import arc_layout, circular_layout, force_layout, layered_layout
 
 __all__ = ["GraphCanvas", "weight_bins", "EDGE_BINS", "COMMUNITY_PALETTE"]
 

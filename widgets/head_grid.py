@@ -2,7 +2,7 @@
 
 Rows are layers (0 at the top), columns are heads (0 at the left); indices are 0-based
 everywhere, as in the rest of the app. Each tile is a thumbnail of one head's
-``A[query, key]`` (see ``analysis.head_stats.head_thumbnails``), coloured from 0 to *that
+``A[query, key]`` (see ``analysis.attention.head_stats.head_thumbnails``), coloured from 0 to *that
 tile's own maximum*: the overview is for the *shape* of each head's pattern (diagonal,
 previous token, [CLS] column, broad); exact values are in the tooltip statistics and
 the main heatmap. Causal models: cells of the upper triangle are neutral grey.

@@ -30,7 +30,7 @@ def tiny_model_dir(tmp_path_factory) -> Callable[[str], Path]:
 @pytest.fixture(scope="session")
 def default_loaded():
     """The embedded default model, loaded once for the session (torch imported here)."""
-    from analysis.models import load_model
+    from analysis.models.loading import load_model
 
     return load_model()
 
@@ -39,7 +39,7 @@ def default_loaded():
 def fresh_model_cache():
     """An empty model cache before and after the test (not autouse: keeps torch unimported
     for the other analysis tests)."""
-    from analysis.models import clear_model_cache
+    from analysis.models.loading import clear_model_cache
 
     clear_model_cache()
     yield

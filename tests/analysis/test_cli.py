@@ -6,11 +6,12 @@ import json
 import numpy as np
 import pytest
 
+from analysis.attention.extract import extract
+from analysis.attention.views import ViewSpec, make_view
 from analysis.cli import main
-from analysis.extract import extract
-from analysis.graph import SparsifyRule, analyze_graph
-from analysis.models import load_model
-from analysis.views import ViewSpec, make_view
+from analysis.graph.metrics import analyze_graph
+from analysis.graph.rules import SparsifyRule
+from analysis.models.loading import load_model
 
 TEXT = "The cat sat on the mat because it was tired."
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.extract import ExtractionError, InputError, extract
-from analysis.models import load_model
+from analysis.attention.extract import ExtractionError, InputError, extract
+from analysis.models.loading import load_model
 from analysis.tokens import display_label, display_labels
 from tests.tiny_models import (
     DECODER_FAMILIES,

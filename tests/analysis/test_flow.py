@@ -6,9 +6,9 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from analysis.flow import attention_flow, attention_flow_matrix
+from analysis.attention.flow import attention_flow, attention_flow_matrix
+from analysis.attention.rollout import residual_augmented_layers
 from analysis.progress import Cancelled
-from analysis.rollout import residual_augmented_layers
 
 
 def random_attentions(layers: int, heads: int, tokens: int, seed: int, causal: bool = False):

@@ -9,22 +9,18 @@ import networkx as nx
 import numpy as np
 import pytest
 
-import analysis.graph as graph_module
-from analysis.graph import (
-    METRIC_NAMES,
-    SparsifyRule,
-    analyze_graph,
-    dense_betweenness,
-    sparsify,
-)
-from analysis.graph_export import to_networkx, write_gexf, write_graphml
+import analysis.graph.kernels as graph_module
+from analysis.graph.export import to_networkx, write_gexf, write_graphml
+from analysis.graph.metrics import analyze_graph, dense_betweenness
+from analysis.graph.rules import SparsifyRule, sparsify
+from analysis.options import METRIC_NAMES
 
 RTOL = 1e-6
 
 
 @pytest.fixture(params=["compiled", "fallback"])
 def kernels(request, monkeypatch):
-    """Runs a test with the C kernels (analysis/_paths.c, _louvain.c) and again with the
+    """Runs a test with the C kernels (analysis/graph/_paths.c, _louvain.c) and again with the
     scipy/igraph fallback used when the package was installed without a C compiler."""
     if request.param == "compiled":
         assert graph_module._paths_core is not None and graph_module._louvain_core is not None, (

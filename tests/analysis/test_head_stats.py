@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.head_stats import (
+from analysis.attention.head_stats import (
     head_entropy,
     head_summary,
     head_thumbnails,
@@ -108,7 +108,7 @@ def test_rejects_bad_shapes():
 
 
 def test_module_is_numpy_only():
-    src = Path(__file__).resolve().parents[2] / "analysis" / "head_stats.py"
+    src = Path(__file__).resolve().parents[2] / "analysis" / "attention" / "head_stats.py"
     imported = set()
     for node in ast.walk(ast.parse(src.read_text())):
         if isinstance(node, ast.Import):

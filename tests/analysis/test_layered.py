@@ -7,10 +7,10 @@ import itertools
 import numpy as np
 import pytest
 
-from analysis.graph import SparsifyRule
-from analysis.layered import LayeredGraph, layered_graph, node_id, node_labels, route_nodes
-from analysis.paths import layered_route
-from analysis.rollout import residual_augmented_layers
+from analysis.attention.rollout import residual_augmented_layers
+from analysis.graph.layered import LayeredGraph, layered_graph, node_id, node_labels, route_nodes
+from analysis.graph.paths import layered_route
+from analysis.graph.rules import SparsifyRule
 
 ALL = SparsifyRule(mode="none")
 

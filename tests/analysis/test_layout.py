@@ -1,9 +1,9 @@
-"""analysis.layout: shapes, determinism, reading order, clustering, layered rows."""
+"""analysis.graph.layout: shapes, determinism, reading order, clustering, layered rows."""
 
 import numpy as np
 import pytest
 
-from analysis.layout import arc_layout, circular_layout, force_layout, layered_layout
+from analysis.graph.layout import arc_layout, circular_layout, force_layout, layered_layout
 
 
 def _two_clusters(size=8):
@@ -111,13 +111,13 @@ def test_layered_shape_mismatch():
 def test_layout_module_imports_only_numpy():
     import ast
 
-    import analysis.layout
+    import analysis.graph.layout
 
-    tree = ast.parse(open(analysis.layout.__file__).read())
+    tree = ast.parse(open(analysis.graph.layout.__file__).read())
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module.split(".")[0])
-    assert names <= {"numpy", "__future__"}
+            names.add(node.module if node.module.startswith("analysis") else node.module.split(".")[0])
+    assert names <= {"numpy", "__future__", "analysis.options"}

@@ -1,4 +1,4 @@
-"""The compiled Louvain kernel ``analysis._louvain``: quality against python-louvain,
+"""The compiled Louvain kernel ``analysis.graph._louvain``: quality against python-louvain,
 conventions (self-loops, isolated nodes, resolution), determinism, input validation, and
 that it really runs with the GIL released.
 
@@ -17,10 +17,10 @@ import pytest
 import scipy.sparse as sps
 
 try:
-    from analysis._louvain import louvain
+    from analysis.graph._louvain import louvain
 except ImportError as error:  # pragma: no cover - only without a build
     raise ImportError(
-        "analysis._louvain is not built: run `make setup` (or `pip install -e .`) with a C "
+        "analysis.graph._louvain is not built: run `make setup` (or `pip install -e .`) with a C "
         f"compiler available, or build it in place ({error})"
     ) from error
 

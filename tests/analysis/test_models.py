@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from analysis.models import (
+from analysis.models.loading import (
     DEFAULT_NAME,
     ModelLoadError,
     cached_hub_models,

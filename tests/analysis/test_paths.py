@@ -8,13 +8,13 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from analysis.graph import SparsifyRule
-from analysis.paths import (
+from analysis.graph.paths import (
     k_most_probable_paths,
     layered_route,
     most_probable_path,
     widest_path,
 )
+from analysis.graph.rules import SparsifyRule
 
 # Two routes 0 -> 3: via 1 (0.7 * 0.25 = 0.175, weakest 0.25) and via 2 (0.3 * 0.5 = 0.15,
 # weakest 0.3): the most probable and the widest path differ.
@@ -120,7 +120,7 @@ def test_layered_route_is_the_best_of_all_routes():
     rng = np.random.default_rng(2)
     attentions = rng.random((3, 2, 5, 5)) ** 2
     attentions /= attentions.sum(axis=-1, keepdims=True)
-    from analysis.rollout import residual_augmented_layers
+    from analysis.attention.rollout import residual_augmented_layers
 
     r = residual_augmented_layers(attentions)
     best = max(r[2][1, a] * r[1][a, b] * r[0][b, 4] for a in range(5) for b in range(5))

@@ -1,4 +1,4 @@
-"""The C shortest-path kernel (analysis/_paths.c) against networkx and scipy, directly."""
+"""The C shortest-path kernel (analysis/graph/_paths.c) against networkx and scipy, directly."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy.sparse import csgraph, csr_matrix
 
-from analysis import _paths
-from analysis.graph import _paths_csr, _shortest_paths
+from analysis.graph import _paths
+from analysis.graph.kernels import paths_csr, shortest_paths
 from tests.analysis.test_graph import attention_like
 
 
@@ -48,7 +48,7 @@ def scipy_distances(n, sources, targets, lengths):
 )
 def test_distances_and_betweenness_equal_scipy_and_networkx(n, seed, density, zero_lengths):
     sources, targets, lengths = random_graph(n, seed, density=density, zero_lengths=zero_lengths)
-    distances, betweenness = _shortest_paths(n, sources, targets, lengths)
+    distances, betweenness = shortest_paths(n, sources, targets, lengths)
     np.testing.assert_array_equal(distances, scipy_distances(n, sources, targets, lengths))
     _, expected = networkx_reference(n, sources, targets, lengths)
     np.testing.assert_allclose(betweenness, expected, rtol=1e-12, atol=1e-15)
@@ -65,7 +65,7 @@ def test_pruned_scan_equals_the_full_scan_on_a_broad_head():
     lengths = -np.log(matrix[sources, targets])
     results = []
     for prune in (True, False):
-        indptr, indices, ordered = _paths_csr(n, sources, targets, lengths, by_length=prune)
+        indptr, indices, ordered = paths_csr(n, sources, targets, lengths, by_length=prune)
         reach = np.empty(n, dtype=np.int64)
         _paths.reach_counts(indptr, indices, reach)
         distances, raw = np.empty((n, n)), np.zeros(n)
@@ -81,7 +81,7 @@ def test_exact_ties_split_the_paths_as_networkx_does():
     sources = np.array([0, 0, 1, 2, 0, 3], dtype=np.int64)
     targets = np.array([1, 2, 3, 3, 3, 4], dtype=np.int64)
     lengths = -np.log(np.array([0.5, 0.5, 0.5, 0.5, 0.1, 0.9]))
-    _, betweenness = _shortest_paths(5, sources, targets, lengths)
+    _, betweenness = shortest_paths(5, sources, targets, lengths)
     _, expected = networkx_reference(5, sources, targets, lengths)
     np.testing.assert_allclose(betweenness, expected, rtol=1e-12)
     assert betweenness[1] == betweenness[2] > 0
@@ -98,7 +98,7 @@ def test_reach_counts_equal_networkx_descendants(seed):
     graph = nx.DiGraph()
     graph.add_nodes_from(range(n))
     graph.add_edges_from(zip(sources.tolist(), targets.tolist(), strict=True))
-    indptr, indices, _ = _paths_csr(
+    indptr, indices, _ = paths_csr(
         n, sources.astype(np.int64), targets.astype(np.int64), np.ones(len(sources)), by_length=False
     )
     counts = np.empty(n, dtype=np.int64)
@@ -134,7 +134,7 @@ def test_the_kernel_releases_the_gil():
     n = 400
     matrix = attention_like(n, 3, sharpness=0.3)
     sources, targets = np.nonzero(~np.eye(n, dtype=bool))
-    indptr, indices, ordered = _paths_csr(
+    indptr, indices, ordered = paths_csr(
         n, sources, targets, -np.log(matrix[sources, targets]), by_length=False
     )
     reach = np.full(n, n, dtype=np.int64)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from analysis.rollout import attention_rollout, residual_augmented
-from analysis.views import ViewSpec, make_view, values_for_view, view_position
+from analysis.attention.rollout import attention_rollout, residual_augmented
+from analysis.attention.views import ViewSpec, make_view, values_for_view, view_position
 from tests.analysis.fake_runs import WORD_MATRIX, make_run, word_run
 
 

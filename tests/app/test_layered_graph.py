@@ -3,8 +3,8 @@
 import numpy as np
 from PySide6.QtCore import Qt
 
-from analysis.layered import node_id, route_nodes
-from analysis.paths import layered_route
+from analysis.graph.layered import node_id, route_nodes
+from analysis.graph.paths import layered_route
 from widgets.graph_canvas import GraphCanvas
 
 LAYERED = GraphCanvas.LAYOUTS.index("layered")

@@ -26,7 +26,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from analysis.models import LoadedModel
+from analysis.models.loading import LoadedModel
 from analysis.run import ENCODER_DECODER, AttentionRun
 from analysis.tokens import display_labels
 

@@ -14,7 +14,8 @@ from os import PathLike
 
 import networkx as nx
 
-from analysis.graph import METRIC_NAMES, GraphResult
+from analysis.graph.metrics import GraphResult
+from analysis.options import METRIC_NAMES
 
 
 def to_networkx(result: GraphResult, labels: Sequence[str]) -> nx.DiGraph:

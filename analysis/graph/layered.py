@@ -5,8 +5,8 @@ embeddings, ``l`` the output of transformer layer ``l - 1`` (0-based, as the lay
 counts), up to ``l = layer + 1`` for a view at ``layer``. Edge ``(l + 1, i) -> (l, j)``
 carries ``R_l[i, j]`` with ``R = residual_augmented_layers(attentions)`` (``0.5 * mean_h A +
 0.5 * I``, rows renormalised): "token i at level l + 1 draws on token j at level l". These
-are the capacities of attention flow (``analysis.flow``) and the probabilities of
-``analysis.paths.layered_route``; rollout is the sum over all routes of their products.
+are the capacities of attention flow (``analysis.attention.flow``) and the probabilities of
+``analysis.graph.paths.layered_route``; rollout is the sum over all routes of their products.
 
 Node ids are ``l * T + k`` where ``k`` is the token's position among the tokens shown (all
 tokens by default, so ``k = t``): a graph is laid out level by level, token by token.
@@ -31,8 +31,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from analysis.graph import SparsifyRule, sparsify
-from analysis.rollout import residual_augmented
+from analysis.attention.rollout import residual_augmented
+from analysis.graph.rules import SparsifyRule, sparsify
 
 CANVAS_EDGE_LIMIT = 20_000  # the graph canvas is slow beyond about this many edges
 
@@ -79,7 +79,7 @@ def layered_graph(
     ``tokens`` restricts every level to those token positions (ascending, unique). The
     weights are *not* renormalised over the subset: an edge keeps the probability it has in
     the whole model, so a route's product of weights is the same as in
-    :func:`analysis.paths.layered_route`; the rule's coverage is taken of the subset's share
+    :func:`analysis.graph.paths.layered_route`; the rule's coverage is taken of the subset's share
     of each row.
     """
     a = np.asarray(attentions)

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from analysis.hub_cache import cached_hub_models, hub_cache_dir  # noqa: F401  (re-exported)
+from analysis.models.hub_cache import cached_hub_models, hub_cache_dir  # noqa: F401  (re-exported)
 from analysis.run import DECODER, ENCODER, ENCODER_DECODER, ModelFacts
 
 DEFAULT_SOURCE = "default"

@@ -22,13 +22,13 @@ from collections.abc import Sequence
 import igraph
 import numpy as np
 
+from analysis.attention.rollout import residual_augmented_layers
 from analysis.progress import (
     CancelCheck,
     ProgressCallback,
     raise_if_cancelled,
     report_progress,
 )
-from analysis.rollout import residual_augmented_layers
 
 
 def _checked_layer(layer: int | None, count: int) -> int:

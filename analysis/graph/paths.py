@@ -22,8 +22,8 @@ import numpy as np
 import scipy.sparse as sps
 from scipy.sparse import csgraph
 
-from analysis.graph import SparsifyRule, checked_view_matrix, edge_lengths, sparsify
-from analysis.rollout import residual_augmented_layers
+from analysis.attention.rollout import residual_augmented_layers
+from analysis.graph.rules import SparsifyRule, checked_view_matrix, edge_lengths, sparsify
 
 
 @dataclass(frozen=True)

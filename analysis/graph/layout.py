@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from analysis.options import LAYOUT_KINDS
+
 __all__ = [
     "LAYOUT_KINDS",
     "arc_layout",
@@ -26,8 +28,6 @@ __all__ = [
     "force_layout",
     "layered_layout",
 ]
-
-LAYOUT_KINDS = ("arc", "circular", "force", "layered")
 
 
 def _check_n(n: int) -> int:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.attention.views import AttentionView
 from analysis.run import AttentionRun
-from analysis.views import AttentionView
 
 
 class ExportError(OSError):

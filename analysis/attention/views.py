@@ -2,7 +2,7 @@
 
 A view picks an attention stack (encoder/decoder self-attention, or cross-attention), a
 layer, and a reduction over heads (one head, mean, max) or across layers (rollout; flow uses
-the rollout matrix for its graph and adds a per-token flow vector, see ``analysis.flow``).
+the rollout matrix for its graph and adds a per-token flow vector, see ``analysis.attention.flow``).
 It can then drop special tokens and merge sub-word tokens into words.
 
 Rules, in the order they are applied:
@@ -27,11 +27,9 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from analysis.rollout import attention_rollout
+from analysis.attention.rollout import attention_rollout
+from analysis.options import STACKS, VIEW_KINDS
 from analysis.run import AttentionRun
-
-VIEW_KINDS = ("head", "mean", "max", "rollout", "flow")
-STACKS = ("self", "decoder", "cross")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Attention as a graph: sparsification rules, metrics, the C kernels and their fallback, paths, the graph across layers, layouts, GEXF/GraphML export."""

@@ -1,0 +1,289 @@
+"""The heavy steps of the graph analysis: all-pairs shortest paths with betweenness, and
+Louvain. The C kernels ``analysis/graph/_paths.c`` and ``analysis/graph/_louvain.c`` (built by
+``pip install -e .``; they release the GIL and run on two threads) compute them; without a
+compiler, scipy and igraph compute the same numbers more slowly (the fallback below).
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import igraph
+import numpy as np
+import scipy.sparse as sps
+from scipy.sparse import csgraph
+from threadpoolctl import ThreadpoolController
+
+try:  # C kernels, built by `pip install -e .` (see pyproject.toml); they release the GIL
+    from analysis.graph import _paths as _paths_core
+except ImportError:  # installed without a C compiler: scipy + igraph below, slower
+    _paths_core = None
+try:
+    from analysis.graph import _louvain as _louvain_core
+except ImportError:
+    _louvain_core = None
+
+# igraph's betweenness needs strictly positive lengths: a weight of exactly 1 (length 0)
+# gets this length instead, far below igraph's tie tolerance (1e-10 relative).
+LENGTH_FLOOR = 1e-15
+
+
+# An edge u -> v can lie on a shortest path only if its length equals the distance u -> v;
+# edges longer than that by more than this relative slack are left out of betweenness.
+BACKBONE_SLACK = 1e-9
+
+
+def kernels_in_use() -> str:
+    """Which implementation backs the heavy steps, e.g. "C (paths, Louvain)"."""
+    compiled = [name for name, core in (("paths", _paths_core), ("Louvain", _louvain_core)) if core]
+    fallback = [name for name, core in (("paths", _paths_core), ("Louvain", _louvain_core)) if not core]
+    parts = []
+    if compiled:
+        parts.append(f"C ({', '.join(compiled)})")
+    if fallback:
+        parts.append(f"scipy/igraph fallback ({', '.join(fallback)}; C extension not built)")
+    return "; ".join(parts)
+
+
+def paths_csr(n: int, sources, targets, lengths, *, by_length: bool):
+    """CSR arrays ``(indptr, indices, lengths)`` of the graph without self-loops (they never lie
+    on a shortest path). Rows list their edges by increasing length when ``by_length`` (the
+    kernel's pruning needs it), else by target, the order networkx visits them in."""
+    off_diagonal = sources != targets
+    sources, targets, lengths = sources[off_diagonal], targets[off_diagonal], lengths[off_diagonal]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(sources, minlength=n), out=indptr[1:])
+    if by_length:  # one row-wise argsort of a dense matrix beats a lexsort of the edges
+        dense = np.full((n, n), np.inf)
+        dense[sources, targets] = lengths
+        order = np.argsort(dense, axis=1)
+        kept = np.arange(n)[None, :] < np.diff(indptr)[:, None]
+        targets = order[kept]
+        lengths = dense[np.repeat(np.arange(n), np.diff(indptr)), targets]
+    else:
+        order = np.lexsort((targets, sources))
+        targets, lengths = targets[order], lengths[order]
+    return indptr, np.ascontiguousarray(targets, dtype=np.int64), np.ascontiguousarray(
+        lengths, dtype=np.float64
+    )
+
+
+PATH_CHUNKS = 8  # source blocks for the C kernel, shared out among the pool's threads
+
+
+def start_shortest_paths(
+    n: int, sources, targets, lengths, pool: ThreadPoolExecutor | None = None
+) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+    """Starts :func:`shortest_paths` on ``pool``'s threads (the C kernel; the fallback runs
+    at once in this thread) and returns the function that waits for ``(D, betweenness)``."""
+    scale = 1.0 / ((n - 1) * (n - 2)) if n > 2 else 0.0
+    if _paths_core is None:
+        distances, predecessors = _scipy_distances(n, sources, targets, lengths)
+        betweenness = _fallback_betweenness(n, sources, targets, lengths, distances, predecessors)
+        return lambda: (distances, betweenness)
+    # Every length > 0: rows sorted by length, so the kernel can stop scanning a row early.
+    prune = bool(len(lengths)) and bool((lengths[sources != targets] > 0).all())
+    indptr, indices, ordered = paths_csr(n, sources, targets, lengths, by_length=prune)
+    reach = np.empty(n, dtype=np.int64)
+    _paths_core.reach_counts(indptr, indices, reach)
+    distances = np.empty((n, n))
+    bounds = np.linspace(0, n, PATH_CHUNKS + 1).astype(int)
+    blocks = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    partial = np.zeros((max(len(blocks), 1), n))
+
+    def run(k: int) -> None:
+        start, stop = blocks[k]
+        _paths_core.brandes(
+            indptr, indices, ordered, reach, start, stop, prune, distances[start:stop], partial[k]
+        )
+
+    if pool is None:
+        for k in range(len(blocks)):
+            run(k)
+        running = []
+    else:
+        running = [pool.submit(run, k) for k in range(len(blocks))]
+
+    def wait() -> tuple[np.ndarray, np.ndarray]:
+        for future in running:
+            future.result()
+        return distances, partial.sum(axis=0) * scale
+
+    return wait
+
+
+def shortest_paths(
+    n: int, sources, targets, lengths, pool: ThreadPoolExecutor | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(D, betweenness)``: all-pairs shortest path lengths ``D[s, t]`` (inf when t is
+    unreachable from s) and normalised directed betweenness, equal to
+    ``nx.betweenness_centrality(G, weight="length")`` on the same graph.
+
+    The C kernel (analysis/graph/_paths.c) runs one Dijkstra + Brandes pass per source with
+    networkx's path counting and exact float tie test; with every length > 0 it scans each
+    row by increasing length and stops once no edge can reach a node within the largest
+    distance still possible (exact). Without the kernel: scipy's Dijkstra and igraph's
+    Brandes (:func:`_fallback_betweenness`), same results, several times slower.
+    """
+    return start_shortest_paths(n, sources, targets, lengths, pool)()
+
+
+def _scipy_distances(n: int, sources, targets, lengths) -> tuple[np.ndarray, np.ndarray]:
+    """All-pairs shortest path lengths ``D[s, t]`` (inf when t is unreachable from s) and
+    one shortest-path predecessor ``P[s, t]`` (negative for t == s or unreachable)."""
+    graph = sps.csr_matrix((lengths, (sources, targets)), shape=(n, n))
+    if n <= DIJKSTRA_CHUNK:
+        return csgraph.dijkstra(graph, directed=True, return_predecessors=True)
+    # In blocks of sources: scipy holds the GIL for a whole call (0.17 s for a broad 512-token
+    # head), which would freeze the window's thread while the worker runs this.
+    distances = np.empty((n, n))
+    predecessors = np.empty((n, n), dtype=np.int32)
+    for start in range(0, n, DIJKSTRA_CHUNK):
+        rows = np.arange(start, min(start + DIJKSTRA_CHUNK, n))
+        distances[rows], predecessors[rows] = csgraph.dijkstra(
+            graph, directed=True, indices=rows, return_predecessors=True
+        )
+    return distances, predecessors
+
+
+DIJKSTRA_CHUNK = 64  # sources per scipy call in _scipy_distances
+
+
+def backbone_mask(sources, targets, lengths, distances) -> np.ndarray:
+    """Mask of the edges that are themselves a shortest path between their ends. Only these
+    can lie on any shortest path; the slack keeps every edge a tie tolerance could admit."""
+    return (sources != targets) & (lengths <= distances[sources, targets] * (1.0 + BACKBONE_SLACK))
+
+
+def igraph_betweenness(n: int, sources, targets, lengths, from_sources=None) -> np.ndarray:
+    """Raw directed betweenness (igraph Brandes, ties within 1e-10 relative), optionally
+    summed over the shortest paths that start at ``from_sources`` only."""
+    graph = igraph.Graph(n=n, edges=np.column_stack([sources, targets]).tolist(), directed=True)
+    with warnings.catch_warnings():  # LENGTH_FLOOR (for weight-1 edges) is meant to be tiny
+        warnings.filterwarnings("ignore", "Some weights are smaller", RuntimeWarning)
+        raw = graph.betweenness(
+            directed=True,
+            weights=np.maximum(lengths, LENGTH_FLOOR).tolist(),
+            sources=None if from_sources is None else [int(s) for s in from_sources],
+        )
+    return np.asarray(raw, dtype=np.float64)
+
+
+def _sources_with_ties(distances: np.ndarray, sources, targets, lengths) -> np.ndarray:
+    """Bool per source: does some node have two "tight" incoming edges (two shortest paths)?
+
+    Edge u -> v is tight for source s when ``D[s, u] + len(u, v) == D[s, v]`` (relative
+    tolerance ``BACKBONE_SLACK``). Every reachable node other than s has at least one tight
+    edge (its predecessor), so s has ties exactly when it has more tight edges than that.
+    """
+    n = distances.shape[0]
+    by_node = np.ascontiguousarray(distances.T)  # by_node[v, s] = D[s, v]
+    limit = by_node * (1.0 + BACKBONE_SLACK)
+    tight = np.zeros(n, dtype=np.int64)
+    for start in range(0, len(lengths), 1024):
+        block = slice(start, start + 1024)
+        via = by_node[sources[block]]
+        via += lengths[block, None]
+        tight += np.count_nonzero(via <= limit[targets[block]], axis=0)
+    return tight > np.isfinite(distances).sum(axis=1) - 1
+
+
+def _tree_betweenness(distances, predecessors, skip: np.ndarray) -> np.ndarray:
+    """Raw betweenness summed over sources whose shortest paths are unique (not ``skip``).
+
+    With unique shortest paths each source's paths form a tree, and a node's dependency is
+    the number of its descendants. Subtree sizes are accumulated for all sources at once,
+    visiting nodes from the farthest to the nearest (flat indices; index n*n is a bin for
+    "no parent"). Needs strictly positive lengths (a parent is strictly nearer).
+    """
+    n = distances.shape[0]
+    trash = n * n
+    reachable = np.isfinite(distances) & ~skip[:, None]
+    row_start = np.arange(n)[:, None] * n
+    visit = np.ascontiguousarray((row_start + np.argsort(distances, axis=1)).T)
+    parent = np.where(reachable & (predecessors >= 0), row_start + predecessors, trash)
+    parent = np.append(parent.ravel(), trash)
+    size = np.append(reachable.ravel().astype(np.float64), 0.0)
+    for rank in range(n - 1, 0, -1):
+        nodes = visit[rank]
+        size[parent[nodes]] += size[nodes]
+    size = size[:trash].reshape(n, n)
+    reachable[np.arange(n), np.arange(n)] = False
+    return np.where(reachable, size - 1.0, 0.0).sum(axis=0)
+
+
+def _fallback_betweenness(
+    n: int, sources, targets, lengths, distances, predecessors
+) -> np.ndarray:
+    """Normalised directed betweenness with lengths, as ``nx.betweenness_centrality``.
+
+    Sources whose shortest paths are all unique use the vectorised tree accumulation;
+    sources with tied shortest paths (and graphs with weight-1, length-0 edges) go to
+    igraph's Brandes on the backbone. Ties: counted within 1e-10..1e-9 relative; networkx
+    compares floats exactly, so they agree whenever tied paths sum to equal floats.
+    """
+    backbone = backbone_mask(sources, targets, lengths, distances)
+    if n < 3 or not backbone.any():
+        return np.zeros(n)
+    sources, targets, lengths = sources[backbone], targets[backbone], lengths[backbone]
+    if not (lengths > 0).all():
+        return igraph_betweenness(n, sources, targets, lengths) / ((n - 1) * (n - 2))
+    tied = _sources_with_ties(distances, sources, targets, lengths)
+    raw = _tree_betweenness(distances, predecessors, skip=tied)
+    if tied.any():
+        raw += igraph_betweenness(n, sources, targets, lengths, np.flatnonzero(tied))
+    return raw / ((n - 1) * (n - 2))
+
+
+def louvain(n: int, u, v, w, resolution: float, seed: int) -> np.ndarray:
+    """Louvain communities of the undirected graph ``(u, v, w)``: the C kernel when built
+    (analysis/graph/_louvain.c, GIL released), else igraph's multilevel; both seeded."""
+    if len(w) == 0:
+        return np.arange(n, dtype=np.int64)
+    if _louvain_core is None:
+        return _igraph_louvain(n, u, v, w, resolution, seed)
+    between = u != v
+    rows = np.concatenate([u, v[between]])
+    cols = np.concatenate([v, u[between]])
+    data = np.concatenate([w, w[between]])
+    order = np.lexsort((cols, rows))
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    membership = np.empty(n, dtype=np.int64)
+    _louvain_core.louvain(
+        indptr,
+        np.ascontiguousarray(cols[order], dtype=np.int64),
+        np.ascontiguousarray(data[order], dtype=np.float64),
+        float(resolution),
+        int(seed) & 0xFFFFFFFFFFFFFFFF,
+        membership,
+    )
+    return membership
+
+
+def _igraph_louvain(n: int, u, v, w, resolution: float, seed: int) -> np.ndarray:
+    """igraph's multilevel (Louvain) with its random generator seeded, then restored."""
+    graph = igraph.Graph(n=n, edges=list(zip(u.tolist(), v.tolist(), strict=True)))
+    igraph.set_random_number_generator(random.Random(seed))
+    try:
+        clustering = graph.community_multilevel(weights=w.tolist(), resolution=resolution)
+    finally:
+        igraph.set_random_number_generator(random)
+    return np.asarray(clustering.membership, dtype=np.int64)
+
+
+_blas: ThreadpoolController | None = None
+
+
+def one_blas_thread():
+    """Context in which numpy/scipy's BLAS (OpenBLAS) runs on one thread. Its idle threads
+    spin while waiting for work, and on a 2-core machine they took the cores the graph
+    step's own threads need: with them the real-head step took 0.07-0.11 s, without them
+    0.04-0.09 s (benchmarks/bench_graph_real.py). The products here are small anyway."""
+    global _blas
+    if _blas is None:
+        _blas = ThreadpoolController()
+    return _blas.limit(limits=1, user_api="blas")

@@ -1,0 +1,1 @@
+"""Files: analysis folders (npz/csv/json), and later figures and session files."""

@@ -1,0 +1,81 @@
+"""Every option list the app offers, defined once: the widgets, the CLI and the analysis
+code import them from here.
+
+Each list is a tuple of ``(key, label, tip)``: ``key`` is what the code and the files use,
+``label`` what a person reads, ``tip`` one sentence on what it means. The plain key tuples
+(``VIEW_KINDS``, ...) are derived from them.
+
+Examples
+--------
+>>> from analysis.options import VIEW_KINDS, label_of, VIEW_ITEMS
+>>> VIEW_KINDS[:3]
+('head', 'mean', 'max')
+>>> label_of(VIEW_ITEMS, "rollout")
+'Rollout'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+Option = tuple[str, str, str]
+
+VIEW_ITEMS: tuple[Option, ...] = (
+    ("head", "One head", "The attention of one head of one layer"),
+    ("mean", "Mean of heads", "The mean over all heads of the layer"),
+    ("max", "Max of heads", "The largest weight over all heads of the layer, cell by cell (rows are not distributions)"),
+    ("rollout", "Rollout", "Attention rollout: residual-augmented head means multiplied through layers 0..layer"),
+    ("flow", "Flow", "Attention flow: max-flow from the selected token at this layer into every input token"),
+)
+STACK_ITEMS: tuple[Option, ...] = (
+    ("self", "Encoder", "Self-attention of the model (the encoder of an encoder-decoder)"),
+    ("decoder", "Decoder", "Decoder self-attention of an encoder-decoder model"),
+    ("cross", "Cross", "Cross-attention: decoder tokens (rows) attending to encoder tokens (columns)"),
+)
+SPARSIFY_ITEMS: tuple[Option, ...] = (
+    ("coverage", "Coverage", "Per query, the strongest edges that together cover a share of its attention"),
+    ("top_k", "Top k", "Per query, its k strongest edges"),
+    ("threshold", "Threshold", "Every edge at least as heavy as the minimum weight"),
+    ("none", "All edges", "Every positive attention weight (slow for long texts)"),
+)
+LAYOUT_ITEMS: tuple[Option, ...] = (
+    ("arc", "Arc", "Tokens on a line in reading order, edges as arcs"),
+    ("circular", "Circular", "Tokens on a circle in reading order"),
+    ("force", "Force", "Force-directed: strongly linked tokens drawn close (computed in the background)"),
+    ("layered", "Layered", "Tokens at every layer, for rollout and flow: the graph across layers"),
+)
+PATH_ITEMS: tuple[Option, ...] = (
+    ("probable", "Most probable path", "The chain of attention with the largest product of weights"),
+    ("widest", "Widest path", "The chain whose weakest link is strongest"),
+)
+METRIC_ITEMS: tuple[Option, ...] = (
+    ("in_strength", "In-strength", "Attention a token receives: the sum of its incoming edge weights"),
+    ("out_strength", "Out-strength", "Attention a token pays along kept edges (1 with every edge kept)"),
+    ("betweenness", "Betweenness", "Share of most probable paths between other tokens that pass through it"),
+    ("closeness", "Closeness", "How near it is, along -ln(weight) lengths, to the tokens that reach it"),
+    ("pagerank", "PageRank", "Stationary share of a random walk that follows attention (damping 0.85)"),
+    ("hub", "Hub", "HITS hub score: attends to good authorities"),
+    ("authority", "Authority", "HITS authority score: attended to by good hubs"),
+)
+
+
+def keys_of(items: Sequence[Option]) -> tuple[str, ...]:
+    """The keys of an option list, in order."""
+    return tuple(key for key, _, _ in items)
+
+
+def label_of(items: Sequence[Option], key: str) -> str:
+    """The label of ``key`` in ``items``; ``KeyError`` naming the choices otherwise."""
+    for k, label, _ in items:
+        if k == key:
+            return label
+    raise KeyError(f"{key!r} is not one of {', '.join(keys_of(items))}")
+
+
+VIEW_KINDS = keys_of(VIEW_ITEMS)
+STACKS = keys_of(STACK_ITEMS)
+SPARSIFY_MODES = keys_of(SPARSIFY_ITEMS)
+LAYOUT_KINDS = keys_of(LAYOUT_ITEMS)
+PATH_KINDS = keys_of(PATH_ITEMS)
+METRIC_NAMES = keys_of(METRIC_ITEMS)
+LAYERED_VIEW_KINDS = ("rollout", "flow")  # views whose graph can be shown across layers
