@@ -8,7 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from analysis.attention.views import VIEW_KINDS, ViewSpec
+from analysis.attention.views import ViewSpec
+from analysis.options import SPARSIFY_MODES, STACKS, VIEW_KINDS
 
 PROG = "attention-atlas analyze"
 
@@ -52,12 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--layer", type=int, default=-1, help="layer (default: the last)")
     view.add_argument("--head", type=int, help="head, for --view head (default 0)")
     view.add_argument("--query", type=int, help="query token for --view flow")
-    view.add_argument("--stack", choices=("self", "decoder", "cross"), default="self", help="encoder-decoder models: which attention (default: encoder self-attention)")
+    view.add_argument("--stack", choices=STACKS, default="self", help="encoder-decoder models: which attention (default: encoder self-attention)")
     view.add_argument("--words", action="store_true", help="merge sub-word tokens into words")
     view.add_argument("--no-special", action="store_true", help="drop special tokens and renormalise rows")
 
     graph = parser.add_argument_group("graph")
-    graph.add_argument("--sparsify", choices=("coverage", "top_k", "threshold", "none"), default="coverage", help="edge rule (default: per query, the strongest edges covering --coverage of its attention)")
+    graph.add_argument("--sparsify", choices=SPARSIFY_MODES, default="coverage", help="edge rule (default: per query, the strongest edges covering --coverage of its attention)")
     graph.add_argument("--coverage", type=float, default=0.9, help="share of each query's attention the kept edges cover (default 0.9)")
     graph.add_argument("--top-k", type=int, default=5, help="edges kept per query with --sparsify top_k (default 5)")
     graph.add_argument("--min-weight", type=float, default=0.0, help="drop edges lighter than this (default 0)")
@@ -153,19 +154,48 @@ def analyze(args: argparse.Namespace) -> Path:
     return write_analysis_folder(args.out, run, view, graph, flow, timings)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+# The headless commands: ``attention-atlas NAME ...`` runs ``main(argv)`` of the module.
+COMMANDS = {
+    "analyze": "analysis.cli",
+    "generate": "analysis.generation.cli",
+    "attribute": "analysis.attribution.cli",
+}
+
+
+def command_main(name: str):
+    """The ``main(argv) -> int`` of headless command ``name`` (imported on demand)."""
+    import importlib
+
+    return importlib.import_module(COMMANDS[name]).main
+
+
+def error_line(error: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def run_command(prog: str, work, args: argparse.Namespace) -> int:
+    """``work(args)`` with any failure turned into one clear line on stderr and exit code 2
+    (``ATLAS_DEBUG=1`` re-raises, for a traceback); 0 on success."""
     try:
-        folder = analyze(args)
+        work(args)
     except Exception as error:  # one clear line, never a traceback, for any failure
         if os.environ.get("ATLAS_DEBUG"):
             raise
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"{PROG}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {error_line(error)}", file=sys.stderr)
         return 2
-    print(f"wrote {folder}/attention.npz, tokens.csv, edges.csv, summary.json")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def work(parsed: argparse.Namespace) -> None:
+        folder = analyze(parsed)
+        print(f"wrote {folder}/attention.npz, tokens.csv, edges.csv, summary.json")
+
+    return run_command(PROG, work, args)
 
 
 if __name__ == "__main__":

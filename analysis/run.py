@@ -7,6 +7,7 @@ to key token ``j`` in layer ``l``, head ``h``; every row sums to 1 (0 for paddin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,11 @@ class AttentionRun:
     decoder_input_ids: np.ndarray | None = None  # int64 [Td]
     decoder_attentions: np.ndarray | None = None  # float32 [layers, heads, Td, Td]
     cross_attentions: np.ndarray | None = None  # float32 [layers, heads, Td, T]
+    # A generation only (analysis.generation; None otherwise): tokens [0, prompt_length) are
+    # the prompt (chat template included), the rest were generated; `generation` is the
+    # per-step record (chosen token, its probability, top candidates, logit lens).
+    prompt_length: int | None = None
+    generation: Any = None
 
     @property
     def num_tokens(self) -> int:
@@ -68,6 +74,14 @@ class AttentionRun:
     @property
     def num_heads(self) -> int:
         return int(self.attentions.shape[1])
+
+    @property
+    def generated_mask(self) -> np.ndarray:
+        """bool [T]: True for the tokens the model generated (all False when none were)."""
+        mask = np.zeros(self.num_tokens, dtype=bool)
+        if self.prompt_length is not None:
+            mask[self.prompt_length :] = True
+        return mask
 
     def segment_text(self, index: int) -> str:
         """The text a token's offsets refer to."""

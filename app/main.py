@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="attention-atlas",
         description="Explore the attention of transformer language models offline. "
-        "With no arguments, opens the window. 'attention-atlas analyze --help' for the headless command.",
+        "With no arguments, opens the window. Headless commands: 'attention-atlas analyze|generate|attribute --help'.",
     )
     parser.add_argument("--model", help="open with this model (a local folder or a cached hub id)")
     parser.add_argument("--text", help="open with this text and analyse it")
@@ -34,10 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _prepare_environment()
-    if argv and argv[0] == "analyze":
-        from analysis.cli import main as analyze_main
+    from analysis.cli import COMMANDS, command_main
 
-        return analyze_main(argv[1:])
+    if argv and argv[0] in COMMANDS:
+        return command_main(argv[0])(argv[1:])
     args = build_parser().parse_args(argv)
     if args.smoke_test:
         from app.smoke import run_smoke_test
