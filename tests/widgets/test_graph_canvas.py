@@ -9,7 +9,15 @@ import pytest
 from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtCore import Qt
 
-from widgets.graph_canvas import EDGE_BINS, EMPTY_HINT, NO_EDGES_HINT, GraphCanvas, weight_bins
+from analysis.graph.layout import force_layout
+from widgets.graph_canvas import (
+    EDGE_BINS,
+    EMPTY_HINT,
+    LAYING_OUT_HINT,
+    NO_EDGES_HINT,
+    GraphCanvas,
+    weight_bins,
+)
 
 LABELS = ["the", "cat", "sat", "on", "the", "mat"]
 # edge i -> j: "token i attends to token j"
@@ -153,17 +161,92 @@ def test_community_colours_stable(graph):
     assert len({colors[0], colors[2], colors[4]}) == 3
 
 
+def _force_positions():
+    """The force layout as the app's worker computes it (never the canvas)."""
+    return force_layout(len(LABELS), SOURCES, TARGETS, WEIGHTS, seed=0)
+
+
 def test_layout_switch_changes_positions(graph):
     arc = graph.node_positions()
     graph.set_layout("circular")
     assert graph.layout_kind() == "circular"
     circ = graph.node_positions()
     assert not np.allclose(arc, circ)
-    graph.set_layout("force")
+    graph.set_layout("force", positions=_force_positions())
     force = graph.node_positions()
+    assert graph.layout_kind() == "force"
     assert not np.allclose(force, circ)
     with pytest.raises(ValueError):
         graph.set_layout("spiral")
+
+
+@pytest.fixture
+def no_force_layout(monkeypatch):
+    """Make any force layout computed by the widgets fail the test."""
+    import analysis.graph.layout
+    import widgets.canvas_layouts
+    import widgets.graph_canvas
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the canvas computed a force layout on the GUI thread")
+
+    monkeypatch.setattr(analysis.graph.layout, "force_layout", boom)
+    for module in (widgets.graph_canvas, widgets.canvas_layouts):
+        monkeypatch.setattr(module, "force_layout", boom, raising=False)
+
+
+def test_choosing_force_without_positions_waits_for_them(qtbot, graph, no_force_layout):
+    """The force layout is O(n^2 x iterations): the app computes it in its worker. The
+    canvas keeps drawing what it drew, says it is laying out, and asks for it."""
+    graph.set_layout("circular")
+    circ = graph.node_positions()
+    with qtbot.waitSignal(graph.layout_changed, timeout=1000) as blk:
+        graph._layout_combo.setCurrentIndex(GraphCanvas.LAYOUTS.index("force"))
+    assert blk.args == ["force"]
+    assert graph.hint_text() == LAYING_OUT_HINT and graph.layout_pending()
+    assert graph.layout_kind() == "circular"  # what is drawn
+    np.testing.assert_array_equal(graph.node_positions(), circ)
+    assert graph._layout_combo.currentText() == "force"  # what was asked for
+    graph.grab()  # draws the stand-in without error
+
+    pos = np.arange(12, dtype=float).reshape(6, 2)
+    graph.set_positions("force", pos)
+    assert graph.layout_kind() == "force" and not graph.layout_pending()
+    np.testing.assert_array_equal(graph.node_positions(), pos)
+    assert graph.hint_text() == ""
+
+
+def test_force_waits_from_the_start_and_for_each_new_graph(canvas, no_force_layout):
+    canvas.set_layout("force")  # nothing shown yet
+    canvas.set_graph(LABELS, SOURCES, TARGETS, WEIGHTS)
+    assert canvas.layout_kind() == "arc" and canvas.hint_text() == LAYING_OUT_HINT
+    pos = _force_positions()
+    canvas.set_positions("force", pos)
+    assert canvas.layout_kind() == "force"
+    # another graph without its force layout: the previous one's positions would lie
+    canvas.set_graph(LABELS, SOURCES, TARGETS, WEIGHTS[::-1])
+    assert canvas.layout_kind() == "arc" and canvas.layout_pending()
+    # with it (the app hands the worker's layout in with the graph): drawn at once
+    canvas.set_graph(LABELS, SOURCES, TARGETS, WEIGHTS, positions={"force": pos})
+    assert canvas.layout_kind() == "force" and canvas.hint_text() == ""
+    np.testing.assert_allclose(canvas.node_positions(), pos)
+
+
+def test_set_positions_for_another_layout_is_kept_until_chosen(graph, qtbot):
+    pos = np.arange(12, dtype=float).reshape(6, 2)
+    arc = graph.node_positions()
+    with qtbot.assertNotEmitted(graph.layout_changed):
+        graph.set_positions("force", pos)
+    assert graph.layout_kind() == "arc"
+    np.testing.assert_array_equal(graph.node_positions(), arc)
+    graph.set_layout("force")
+    np.testing.assert_array_equal(graph.node_positions(), pos)
+    with pytest.raises(ValueError):
+        graph.set_positions("force", np.zeros((5, 2)))
+    with pytest.raises(ValueError):
+        graph.set_positions("force", np.full((6, 2), np.nan))
+    with pytest.raises(ValueError):
+        graph.set_positions("spiral", pos)
 
 
 def test_layered_falls_back_without_layers(graph):
@@ -202,7 +285,7 @@ def test_shift_click_selects_target(qtbot, graph):
 
 
 def test_click_works_in_force_layout(qtbot, graph):
-    graph.set_layout("force")
+    graph.set_layout("force", positions=_force_positions())
     with qtbot.waitSignal(graph.source_selected, timeout=2000) as blk:
         _click(qtbot, graph, 4)
     assert blk.args == [4]
@@ -398,3 +481,26 @@ def test_edges_can_follow_the_nodes_on_a_later_turn(canvas):
     canvas.set_graph(LABELS, SOURCES, TARGETS, WEIGHTS, edges_later=True)
     canvas.set_layout("circular")  # any full redraw draws the edges too
     assert not canvas.edges_pending() and drawn_edge_paths(canvas) > 0
+
+
+def test_weights_of_any_scale_draw_alike(canvas):
+    """Edge weights are any non-negative values (flow, value norms, ...): bins, pens and
+    the drawn edges depend on the weights relative to the strongest, not on [0, 1]."""
+    canvas.set_graph(LABELS, SOURCES, TARGETS, WEIGHTS)
+    bins, pens = canvas.edge_bins(), [(p.widthF(), p.color().alpha()) for p in canvas.edge_bin_pens()]
+    canvas.set_graph(LABELS, SOURCES, TARGETS, 250.0 * WEIGHTS)
+    np.testing.assert_array_equal(canvas.edge_bins(), bins)
+    assert [(p.widthF(), p.color().alpha()) for p in canvas.edge_bin_pens()] == pens
+    assert canvas.drawn_edge_count() == len(SOURCES) and canvas.hint_text() == ""
+    assert canvas.edge_bins()[np.argmax(WEIGHTS)] == EDGE_BINS - 1
+    canvas.grab()
+
+
+def test_non_finite_weights_draw_as_the_weakest(canvas):
+    w = WEIGHTS.copy()
+    w[0], w[1] = np.nan, np.inf
+    canvas.set_graph(LABELS, SOURCES, TARGETS, w)
+    bins = canvas.edge_bins()
+    assert bins[0] == bins[1] == 0 and bins[np.nanargmax(np.where(np.isfinite(w), w, 0))] == EDGE_BINS - 1
+    canvas.set_layout("circular")  # straight edges: arrowheads by weight too
+    canvas.grab()
