@@ -2,7 +2,9 @@
 
 ``COLORMAPS`` maps the names offered to the person to pyqtgraph colour maps. All are
 perceptually uniform (monotonic lightness), so a brighter cell always means more
-attention; "blues" is light at zero, for figures printed on white paper.
+attention; "blues" is light at zero, for figures printed on white paper. Signed values
+(attribution scores, differences) use one diverging map instead, :data:`SIGNED_COLORMAP`:
+blue below zero, white at zero, red above.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ COLORMAPS: dict[str, str] = {
     "blues": "CET-L12",  # white -> blue; light background, for print
 }
 DEFAULT_COLORMAP = "viridis"
+#: name of the diverging map of signed values (not one of the choices in COLORMAPS)
+SIGNED_COLORMAP = "signed"
+_SIGNED_PG_NAME = "CET-D1"  # blue - white - red, perceptually uniform on each side
 
 #: colour maps whose low end is light: highlights must be drawn dark on them
 LIGHT_COLORMAPS = frozenset({"blues"})
@@ -39,13 +44,22 @@ def get_colormap(name: str) -> pg.ColorMap:
         ) from None
 
 
+def signed_colormap() -> pg.ColorMap:
+    """The diverging colour map of signed values: blue < 0, white at 0, red > 0."""
+    return pg.colormap.get(_SIGNED_PG_NAME)
+
+
 def highlight_color(name: str) -> QColor:
     """An outline colour that stands out on every value of the given colour map."""
-    return QColor(20, 20, 20) if name in LIGHT_COLORMAPS else QColor(255, 255, 255)
+    light = name in LIGHT_COLORMAPS or name == SIGNED_COLORMAP
+    return QColor(20, 20, 20) if light else QColor(255, 255, 255)
 
 
 def path_color(name: str) -> QColor:
-    """Colour of path squares: bright on dark maps, strong red on light ones."""
+    """Colour of path squares: bright on dark maps, strong red on light ones, green on
+    the signed map (whose ends are blue and red)."""
+    if name == SIGNED_COLORMAP:
+        return QColor(0, 140, 70)
     return QColor(220, 20, 60) if name in LIGHT_COLORMAPS else QColor(0, 255, 255)
 
 

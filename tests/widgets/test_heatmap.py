@@ -10,7 +10,15 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QImage, QMouseEvent
 from PySide6.QtWidgets import QApplication
 
-from widgets.heatmap import COLORMAPS, EMPTY_HINT, LOG_FLOOR, AttentionHeatmap
+from widgets.colormaps import SIGNED_COLORMAP
+from widgets.heatmap import (
+    COLORMAPS,
+    EMPTY_HINT,
+    LOG_FLOOR,
+    NO_TOKENS_HINT,
+    SIGNED_LOG_NOTE,
+    AttentionHeatmap,
+)
 
 pytestmark = [
     pytest.mark.qt_log_level_fail("WARNING"),
@@ -321,6 +329,95 @@ def test_clear_returns_to_empty_state(heatmap):
     heatmap.clear()
     assert heatmap.is_empty()
     assert heatmap.row_labels() == ()
+
+
+def _hint(heatmap):
+    return heatmap.findChild(type(heatmap._hint), "heatmapEmptyHint")
+
+
+def test_signed_values_get_a_diverging_map_centred_at_zero(heatmap):
+    rng = np.random.default_rng(4)
+    scores = rng.normal(size=(8, 8)).astype(np.float32)
+    scores[3, 5] = -2.5  # the largest magnitude is negative
+    heatmap.set_matrix(scores, WORDS, WORDS, signed=True)
+    m = float(np.abs(scores).max())
+    assert heatmap.levels() == pytest.approx((-m, m))
+    np.testing.assert_array_equal(heatmap.image_data(), scores)
+    assert heatmap.is_signed() and heatmap.shown_colormap() == SIGNED_COLORMAP
+    assert heatmap.colormap() == "viridis"  # the person's choice is kept for later
+    lut = heatmap._colorbar.colorMap().getLookupTable(0.0, 1.0, 3, alpha=False, mode="byte")
+    low, mid, high = (tuple(int(v) for v in row) for row in lut)
+    assert low[2] > low[0] and high[0] > high[2]  # blue below zero, red above
+    assert min(mid) > 200  # (near) white at zero
+    assert "signed" in heatmap._colorbar.getAxis("left").labelText
+    assert heatmap.cell_text(3, 5).split(": ")[1].startswith("-2.500")
+    # an unsigned matrix afterwards: the chosen map and 0..max again
+    a = _attention(8)
+    heatmap.set_matrix(a, WORDS, WORDS)
+    assert not heatmap.is_signed() and heatmap.shown_colormap() == "viridis"
+    assert heatmap.levels() == pytest.approx((0.0, float(a.max())))
+
+
+def test_signed_values_turn_the_log_scale_off_and_say_why(heatmap):
+    scores = np.linspace(-1, 3, 64, dtype=np.float32).reshape(8, 8)
+    heatmap.set_log_scale(True)
+    heatmap.set_matrix(scores, WORDS, WORDS, signed=True)
+    assert not heatmap.log_scale() and not heatmap.log_scale_available()
+    np.testing.assert_array_equal(heatmap.image_data(), scores)  # linear, not log10
+    assert heatmap.levels() == pytest.approx((-3.0, 3.0))
+    assert heatmap.log_scale_note() == SIGNED_LOG_NOTE and "signed" in SIGNED_LOG_NOTE
+    assert heatmap._colorbar.toolTip() == SIGNED_LOG_NOTE
+    assert "log" not in heatmap._colorbar.getAxis("left").labelText
+    heatmap.set_matrix(np.abs(scores), WORDS, WORDS)  # the request was remembered
+    assert heatmap.log_scale() and heatmap.log_scale_note() == ""
+    assert heatmap._colorbar.toolTip() == ""
+
+
+def test_explicit_levels(heatmap):
+    a = _attention(8)
+    heatmap.set_matrix(a, WORDS, WORDS, levels=(0.0, 0.5))
+    assert heatmap.levels() == (0.0, 0.5)
+    heatmap.set_levels((0.0, 1.0))  # this matrix's own levels still win
+    assert heatmap.levels() == (0.0, 0.5)
+    heatmap.set_matrix(a, WORDS, WORDS)  # without: the common scale of set_levels
+    assert heatmap.levels() == (0.0, 1.0)
+    heatmap.set_matrix(a - 0.1, WORDS, WORDS, signed=True, levels=(-1.0, 2.0))
+    assert heatmap.levels() == (-1.0, 2.0)
+    for bad in ((1.0, 0.5), (0.0, float("nan"))):
+        with pytest.raises(ValueError):
+            heatmap.set_matrix(a, WORDS, WORDS, levels=bad)
+
+
+def test_a_matrix_without_tokens_shows_the_empty_state(heatmap):
+    """Emoji-only text with special tokens hidden leaves a view of no tokens: that used
+    to raise ZeroDivisionError in set_matrix."""
+    heatmap.set_matrix(_attention(8), WORDS, WORDS)
+    heatmap.select_token(2)
+    heatmap.set_matrix(np.zeros((0, 0), np.float32), [], [])
+    assert heatmap.is_empty() and heatmap.current_matrix() is None
+    assert _hint(heatmap).isVisible() and _hint(heatmap).text() == NO_TOKENS_HINT
+    heatmap.set_matrix(np.zeros((0, 3), np.float32), [], ["a", "b", "c"], signed=True)
+    assert heatmap.is_empty() and not heatmap.is_signed()
+    heatmap.grab()
+    heatmap.set_matrix(_attention(8), WORDS, WORDS)
+    assert not heatmap.is_empty() and heatmap.graphics_view().isVisible()
+    heatmap.clear()
+    assert _hint(heatmap).text() == EMPTY_HINT
+
+
+def test_all_zero_and_all_masked_matrices(heatmap):
+    zeros = np.zeros((8, 8), np.float32)
+    heatmap.set_matrix(zeros, WORDS, WORDS)
+    assert heatmap.levels() == (0.0, 1.0)  # a readable colour bar, not 0..1e-12
+    heatmap.set_matrix(zeros, WORDS, WORDS, signed=True)
+    assert heatmap.levels() == (-1.0, 1.0)
+    nan = np.full((8, 8), np.nan, np.float32)
+    heatmap.set_matrix(nan, WORDS, WORDS)
+    assert heatmap.levels() == (0.0, 1.0) and heatmap._masked_hatch.isVisible()
+    heatmap.set_log_scale(True)
+    heatmap.set_matrix(zeros, WORDS, WORDS)
+    heatmap.grab()
+    assert not heatmap.is_empty()
 
 
 def test_widgets_do_not_import_torch():
