@@ -13,21 +13,13 @@ drew and says "Laying out…".
 
 Edge weights may be any non-negative values (attention, flow, value norms); widths,
 opacities and the choice of drawn edges are relative to the strongest edge.  Drawing is
-batched so that 512 tokens with ~25k edges stay interactive (see
-:mod:`widgets.canvas_geometry` for the decisions and :mod:`widgets.canvas_items` for
-the items):
-
-* edges are bucketed by weight into ``EDGE_BINS`` bins, one path item per bin (one pen:
-  width and opacity grow with the bin), never one item or pen per edge; at most
-  ``MAX_DRAWN_EDGES``, the strongest, are drawn;
-* arrowheads (straight-edge layouts) are one filled path per bin, recomputed only when
-  the zoom level changes so they keep a constant size on screen;
-* all labels are painted by one item that thins them on screen (greedy, by importance)
-  so they never overlap; hovered, selected, source, target and path nodes always get
-  their label.
-
-Software rasterisation of wide antialiased strokes costs ~0.1 ms per long edge, so
-only the strongest ``THICK_EDGE_BUDGET`` edges are drawn wider than one pixel.
+batched so that 512 tokens with ~25k edges stay interactive: one path item per weight
+bin (never one per edge), at most ``MAX_DRAWN_EDGES`` edges (the strongest), only
+``THICK_EDGE_BUDGET`` of them wider than one pixel, arrowheads rebuilt only on zoom,
+labels thinned on screen so none overlap (hovered, selected, source, target and path
+nodes always get theirs).  The decisions are in :mod:`widgets.canvas_geometry`, the
+items in :mod:`widgets.canvas_items`, the toolbar and hints in
+:mod:`widgets.canvas_chrome`, the layout state in :mod:`widgets.canvas_layouts`.
 """
 
 from __future__ import annotations

@@ -265,3 +265,33 @@ def test_number_and_label_text():
     assert geo.format_number(float("nan")) == "nan"
     assert geo.display_label(" ") == "' '" and geo.display_label("\n") == "'\\n'"
     assert geo.display_label("cat") == "cat"
+
+
+# ----------------------------------------------------------------------------- layouts
+
+
+def test_layout_state_never_computes_force(monkeypatch):
+    """widgets.canvas_layouts (Qt-free): "force" is only ever handed in."""
+    import analysis.graph.layout
+    from widgets import canvas_layouts
+
+    def boom(*args, **kwargs):
+        raise AssertionError("force layout computed by the canvas")
+
+    monkeypatch.setattr(analysis.graph.layout, "force_layout", boom)
+    monkeypatch.setattr(canvas_layouts, "force_layout", boom, raising=False)
+    state = canvas_layouts.CanvasLayouts()
+    state.new_graph(3, None)
+    state.request("circular")
+    circ = state.positions()
+    state.request("force")
+    assert state.positions() is circ and state.drawn == "circular" and state.pending
+    assert state.give("force", np.zeros((3, 2)))  # asked for: draw it now
+    assert state.positions().tolist() == [[0.0, 0.0]] * 3 and not state.pending
+    state.new_graph(3, None, {"force": np.zeros((2, 2)), "spiral": np.zeros((3, 2))})  # ignored
+    assert state.positions().tolist() == [[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]]  # the arc
+    assert state.drawn == "arc" and state.pending
+    state.request("layered")  # no node layers: the arc, and nothing pending
+    assert state.positions() is not None and state.drawn == "arc" and not state.pending
+    with pytest.raises(ValueError):
+        state.request("spiral")
