@@ -1,0 +1,262 @@
+"""One forward pass with read-only hooks: what each layer read, mixed and wrote.
+
+:func:`capture_layers` runs the model once (eager attention, ``output_attentions=True``,
+``output_hidden_states=True``, no autograd) with forward hooks on each layer, its value
+projection, its output projection and the norm after the attention block, and returns a
+:class:`LayerCapture`: per layer the residual stream the layer read, the value vectors, the
+per-head contexts, the attention block's output with the residual, the normalised output
+(post-norm encoders) with the norm's per-token scale, the layer's output, and the model's
+ordinary outputs. The hooks only read (they return nothing), so the model's outputs are
+exactly those of a run without them; they are removed when the pass ends, also on error.
+
+Batch size 1, like :func:`analysis.attention.extract.extract`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+
+from analysis.contributions._families import LayerParts, layer_parts
+
+__all__ = ["LayerCapture", "capture_layers"]
+
+
+@dataclass(frozen=True)
+class LayerCapture:
+    """What one forward pass left behind, layer by layer (batch 1; tensors on the model's
+    device, float32, no autograd).
+
+    Per layer ``l`` (``T`` tokens, ``D`` hidden size, ``H`` query heads, ``KV`` key/value
+    heads, ``dh`` head size):
+
+    - ``attentions[l]`` ``[H, T, T]``: ``alpha[h, i, j]``, query ``i`` over key ``j``;
+    - ``layer_inputs[l]`` ``[T, D]``: ``x``, the residual stream the layer reads;
+    - ``values[l]`` ``[KV, T, dh]``: the value vectors, bias included (for pre-norm
+      decoders they are computed from the input norm's output, so they are a function of
+      ``x_j`` alone); query head ``h`` reads key/value head ``h // (H // KV)``;
+    - ``contexts[l]`` ``[T, H, dh]``: per-head attention outputs, the output projection's
+      input (``sum_j alpha[h, i, j] * values[h, j]``);
+    - ``block_outputs[l]`` ``[T, D]``: ``y_i = x_i + sum_h context_h W_O^h + b_O``, the
+      attention block's output with the residual, before any norm;
+    - ``normed[l]`` ``[T, D]``: ``x~``, the attention block's output as the next part of
+      the layer reads it: ``LN(y)`` for post-norm encoders, ``y`` itself for pre-norm
+      decoders;
+    - ``norm_scales[l]`` ``[T]``: post-norm only, ``sqrt(var(y_i) + eps)``, the per-token
+      scale of that layer norm (``None`` for pre-norm);
+    - ``layer_outputs[l]`` ``[T, D]``: what the layer writes.
+
+    ``model_output`` is the model's own output (``attentions``, ``hidden_states``, ...).
+    """
+
+    model_type: str
+    is_causal: bool
+    post_norm: bool
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    hidden_size: int
+    input_ids: np.ndarray  # int64 [T]
+    attentions: tuple[torch.Tensor, ...]
+    layer_inputs: tuple[torch.Tensor, ...]
+    values: tuple[torch.Tensor, ...]
+    contexts: tuple[torch.Tensor, ...]
+    block_outputs: tuple[torch.Tensor, ...]
+    normed: tuple[torch.Tensor, ...]
+    norm_scales: tuple[torch.Tensor | None, ...]
+    layer_outputs: tuple[torch.Tensor, ...]
+    model_output: Any
+    parts: tuple[LayerParts, ...]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.attentions)
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.input_ids.shape[0])
+
+
+@lru_cache(maxsize=64)
+def _forward_parameters(model_class: type) -> frozenset[str]:
+    return frozenset(inspect.signature(model_class.forward).parameters)
+
+
+def _as_batch(values, name: str, device) -> torch.Tensor | None:
+    if values is None:
+        return None
+    tensor = values if torch.is_tensor(values) else torch.tensor(np.asarray(values))
+    if tensor.ndim == 1:
+        tensor = tensor[None]
+    if tensor.ndim != 2 or tensor.shape[0] != 1:
+        raise ValueError(f"{name} must be one sequence ([T] or [1, T]), not {tuple(tensor.shape)}")
+    return tensor.to(device=device, dtype=torch.long)
+
+
+def _first_tensor(output) -> torch.Tensor:
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def capture_layers(loaded, input_ids, attention_mask=None, token_type_ids=None) -> LayerCapture:
+    """Run the model once with read-only hooks and return what every layer computed.
+
+    Parameters
+    ----------
+    loaded : LoadedModel or transformers model
+        A model from :func:`analysis.models.loading.load_model` (eager attention, eval
+        mode), or a bare transformers model in eval mode with eager attention.
+    input_ids : array-like of int, ``[T]`` or ``[1, T]``
+        One token sequence, specials included (e.g. ``run.input_ids``).
+    attention_mask : array-like of int, optional
+        ``1`` for tokens to attend to; default all ones.
+    token_type_ids : array-like of int, optional
+        Segment ids for models that take them (BERT pairs); passed only where the model's
+        ``forward`` accepts them.
+
+    Returns
+    -------
+    LayerCapture
+        Per-layer tensors (see :class:`LayerCapture`) and the model's own outputs.
+
+    Raises
+    ------
+    ValueError
+        For encoder-decoder models ("contributions are implemented for encoders and
+        decoders, not encoder-decoders yet") and model families without an adapter.
+
+    Examples
+    --------
+    >>> from analysis.models.loading import load_model
+    >>> loaded = load_model()
+    >>> ids = loaded.tokenizer("The cat sat.")["input_ids"]
+    >>> capture = capture_layers(loaded, ids)
+    >>> capture.num_layers, tuple(capture.attentions[0].shape)
+    (6, (12, 7, 7))
+
+    References
+    ----------
+    .. [1] Kobayashi, G., Kuribayashi, T., Yokoi, S., Inui, K. (2020). "Attention is Not Only
+       a Weight: Analyzing Transformers with Vector Norms". EMNLP.
+    .. [2] Ferrando, J., Gállego, G. I., Costa-jussà, M. R. (2022). "Measuring the Mixing of
+       Contextual Information in the Transformer". EMNLP.
+    """
+    model = getattr(loaded, "model", loaded)
+    device = next(model.parameters()).device
+    parts = layer_parts(model)
+    ids = _as_batch(input_ids, "input_ids", device)
+    accepted = _forward_parameters(type(model))
+    inputs: dict[str, Any] = {"input_ids": ids}
+    mask = _as_batch(attention_mask, "attention_mask", device)
+    if mask is not None and "attention_mask" in accepted:
+        inputs["attention_mask"] = mask
+    types = _as_batch(token_type_ids, "token_type_ids", device)
+    if types is not None and "token_type_ids" in accepted:
+        inputs["token_type_ids"] = types
+    if "use_cache" in accepted:
+        inputs["use_cache"] = False
+
+    seen: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+    handles = []
+
+    def keep(kind: str, module, value: torch.Tensor) -> None:
+        seen[kind][id(module)].append(value.detach()[0].clone())
+
+    def add(module, kind: str, *, pre: bool, pick=None) -> None:
+        if id(module) in registered[kind]:
+            return  # a shared module (ALBERT): one hook records every use, in order
+        registered[kind].add(id(module))
+        if pre:
+
+            def hook(mod, args, kwargs):
+                tensor = args[0] if args else kwargs.get("hidden_states")
+                keep(kind, mod, tensor if pick is None else pick(tensor))
+
+            handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+        else:
+
+            def hook(mod, args, output):
+                tensor = _first_tensor(output)
+                keep(kind, mod, tensor if pick is None else pick(tensor))
+
+            handles.append(module.register_forward_hook(hook))
+
+    registered: dict[str, set[int]] = defaultdict(set)
+    for p in parts:
+        add(p.layer, "input", pre=True)
+        add(p.layer, "output", pre=False)
+        columns = p.value_columns
+        add(
+            p.value,
+            "value",
+            pre=False,
+            pick=None if columns is None else (lambda t, c=columns: t[..., c]),
+        )
+        add(p.out_proj, "context", pre=True)
+        add(p.after_attention, "block", pre=True)
+        if p.post_norm:
+            add(p.after_attention, "normed", pre=False)
+    try:
+        with torch.inference_mode():
+            output = model(
+                **inputs, output_attentions=True, output_hidden_states=True, return_dict=True
+            )
+    finally:
+        for handle in handles:
+            handle.remove()
+
+    uses: dict[tuple[str, int], int] = defaultdict(int)
+
+    def take(kind: str, module) -> torch.Tensor:
+        index = uses[(kind, id(module))]
+        uses[(kind, id(module))] += 1
+        return seen[kind][id(module)][index]
+
+    attentions = tuple(a.detach()[0].to(torch.float32) for a in output.attentions)
+    if len(attentions) != len(parts):
+        raise RuntimeError(
+            f"the model returned {len(attentions)} attention maps for {len(parts)} layers"
+        )
+    inputs_l, values, contexts, blocks, normed, scales, outputs = ([] for _ in range(7))
+    for p in parts:
+        inputs_l.append(take("input", p.layer))
+        outputs.append(take("output", p.layer))
+        t = inputs_l[-1].shape[0]
+        values.append(take("value", p.value).reshape(t, p.num_kv_heads, p.head_dim).transpose(0, 1))
+        contexts.append(take("context", p.out_proj).reshape(t, p.num_heads, p.head_dim))
+        y = take("block", p.after_attention)
+        blocks.append(y)
+        if p.post_norm:
+            normed.append(take("normed", p.after_attention))
+            eps = float(p.after_attention.eps)
+            scales.append(torch.sqrt(y.var(dim=-1, unbiased=False) + eps))
+        else:
+            normed.append(y)
+            scales.append(None)
+    first = parts[0]
+    config = model.config
+    return LayerCapture(
+        model_type=str(config.model_type),
+        is_causal=first.causal,
+        post_norm=first.post_norm,
+        num_heads=first.num_heads,
+        num_kv_heads=first.num_kv_heads,
+        head_dim=first.head_dim,
+        hidden_size=int(first.out_weight.shape[-1]),
+        input_ids=ids[0].cpu().numpy().astype(np.int64),
+        attentions=attentions,
+        layer_inputs=tuple(inputs_l),
+        values=tuple(values),
+        contexts=tuple(contexts),
+        block_outputs=tuple(blocks),
+        normed=tuple(normed),
+        norm_scales=tuple(scales),
+        layer_outputs=tuple(outputs),
+        model_output=output,
+        parts=tuple(parts),
+    )
