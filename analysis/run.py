@@ -31,6 +31,10 @@ class ModelFacts:
     is_causal: bool  # True for decoders: the upper triangle of `attentions` is masked
     decoder_layers: int = 0  # encoder-decoder models only
     decoder_heads: int = 0
+    # What the window offers (analysis.generation): a language-model head that can generate
+    # text (decoders with an LM head), and a chat template in the tokenizer (instruct models).
+    can_generate: bool = False
+    has_chat_template: bool = False
 
 
 @dataclass(frozen=True)

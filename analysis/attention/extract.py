@@ -10,6 +10,20 @@ Meaning of the arrays (see ``analysis.run``): ``attentions[l, h, i, j]`` is how 
 token ``i`` attends to key token ``j``; rows sum to 1. Causal decoders have an exactly
 zero upper triangle.
 
+Memory: attentions take ``layers x heads x T^2`` numbers (the chat model at 1,024 tokens:
+30 x 9 x 1024^2 = 283 million, 1.1 GB as float32). When the float32 array would be larger than
+:data:`FLOAT16_ABOVE_BYTES` (256 MiB) the run stores them as **float16** instead (half the
+memory; every value in ``[0, 1]`` is then within ``2**-12 < 2.5e-4`` of the float32 one, well
+within ``1e-3``), and, for encoders and decoders, each layer's weights are copied into that
+array by a forward hook on its attention module as soon as the layer has computed them, so
+the float32 tensors of all layers never exist at the same time. Smaller runs stay float32,
+exactly as transformers returns them. Code that reads ``run.attentions`` converts to float32
+or float64 where it computes (the views do).
+
+``extract_ids`` runs given token ids (a prompt and its generation, see
+:mod:`analysis.generation`) instead of a text: tokens, offsets into the decoded text, word
+and special marks are recovered from the ids.
+
 Grouped-query attention (Llama, Qwen2, Mistral, ...): with the eager implementation
 transformers repeats each key/value head for its group of query heads before the
 softmax, so ``attentions`` has one matrix per *query* head (``facts.num_heads``), not per
@@ -31,6 +45,25 @@ from analysis.run import ENCODER_DECODER, AttentionRun
 from analysis.tokens import display_labels
 
 _NOT_MODEL_INPUTS = ("offset_mapping", "special_tokens_mask", "overflow_to_sample_mapping")
+
+# Above this many bytes of float32 attentions a run stores them as float16 (see module doc).
+FLOAT16_ABOVE_BYTES = 256 * 2**20
+
+
+def attention_dtype(layers: int, heads: int, queries: int, keys: int | None = None) -> np.dtype:
+    """The dtype a run stores ``[layers, heads, queries, keys]`` attentions in: float32, or
+    float16 when float32 would take more than :data:`FLOAT16_ABOVE_BYTES`.
+
+    Examples
+    --------
+    >>> attention_dtype(6, 12, 512)  # MiniLM at its longest: 75 MB
+    dtype('float32')
+    >>> attention_dtype(30, 9, 1024)  # the chat model at 1,024 tokens: 1.1 GB as float32
+    dtype('float16')
+    """
+    keys = queries if keys is None else keys
+    size = 4 * int(layers) * int(heads) * int(queries) * int(keys)
+    return np.dtype(np.float16 if size > FLOAT16_ABOVE_BYTES else np.float32)
 
 
 class InputError(ValueError):
@@ -95,21 +128,27 @@ def extract(
             notices.append(decoder["notice"])
     tokenize_s = time.perf_counter() - start
 
-    start = time.perf_counter()
-    output = _forward(loaded, inputs)
-    forward_s = time.perf_counter() - start
-
-    start = time.perf_counter()
     if is_seq2seq:
-        attentions = _stack(output.encoder_attentions, facts.name)
-        decoder_attentions = _stack(output.decoder_attentions, facts.name)
-        cross_attentions = _stack(output.cross_attentions, facts.name)
+        start = time.perf_counter()
+        output = _forward(loaded, inputs)
+        forward_s = time.perf_counter() - start
+        start = time.perf_counter()
+        source_len = int(ids.shape[1])
+        target_len = int(decoder["ids"].shape[1])
+        dtype = attention_dtype(
+            facts.num_layers + facts.decoder_layers,
+            max(facts.num_heads, facts.decoder_heads),
+            max(source_len, target_len),
+        )
+        attentions = _stack(output.encoder_attentions, facts.name, dtype)
+        decoder_attentions = _stack(output.decoder_attentions, facts.name, dtype)
+        cross_attentions = _stack(output.cross_attentions, facts.name, dtype)
+        del output  # the per-layer tensors: the arrays above are their only copy now
+        convert_s = time.perf_counter() - start
     else:
-        attentions = _stack(output.attentions, facts.name)
+        attentions, forward_s, convert_s = _self_attentions(loaded, inputs, int(ids.shape[1]))
         decoder_attentions = cross_attentions = None
-    del output  # the per-layer tensors: the arrays above are their only copy now
     input_ids = _read_only(ids[0].numpy().astype(np.int64, copy=False))
-    convert_s = time.perf_counter() - start
 
     return AttentionRun(
         text=text,
@@ -137,6 +176,257 @@ def extract(
         decoder_attentions=decoder_attentions,
         cross_attentions=cross_attentions,
     )
+
+
+def extract_ids(
+    loaded: LoadedModel,
+    ids,
+    *,
+    text: str | None = None,
+    prompt_length: int | None = None,
+    generation=None,
+) -> AttentionRun:
+    """Run given token ids through the model once and return their attentions.
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+        An encoder or a decoder (encoder-decoders need a source and a target: use
+        :func:`extract`).
+    ids : sequence of int
+        The token ids, special tokens included, exactly as the model should read them
+        (e.g. a chat-templated prompt followed by what the model generated).
+    text : str, optional
+        The run's ``text``. Default: the ids decoded, special tokens written out, so that
+        every token's offsets point into it. A different text is aligned piece by piece.
+    prompt_length : int, optional
+        For a generation: tokens ``[0, prompt_length)`` are the prompt.
+    generation : object, optional
+        The per-step record kept in ``run.generation`` (:class:`analysis.generation.Generation`).
+
+    Returns
+    -------
+    AttentionRun
+        As :func:`extract` gives, with ``prompt_length`` and ``generation`` set. Special
+        tokens are those the tokenizer calls special (``<|im_start|>``, ``</s>``, ...); word
+        ids and offsets are those of re-tokenizing the text when that gives the same ids,
+        else recovered from each token's decoded piece. Timings: ``load``, ``tokenize``
+        (recovering tokens and offsets), ``forward``, ``convert``.
+
+    Raises
+    ------
+    InputError
+        No ids, ids outside the vocabulary, more tokens than the model reads, or an
+        encoder-decoder model.
+
+    Examples
+    --------
+    >>> from analysis.models.loading import load_model
+    >>> loaded = load_model("smollm2")
+    >>> run = extract_ids(loaded, loaded.tokenizer("The cat sat.")["input_ids"])
+    >>> run.tokens, run.attentions.shape
+    (('The', 'Ġcat', 'Ġsat', '.'), (30, 9, 4, 4))
+    """
+    facts = loaded.facts
+    if facts.architecture == ENCODER_DECODER:
+        raise InputError(
+            f"{facts.name} is an encoder-decoder model: give it a text and a decoder text instead"
+        )
+    start = time.perf_counter()
+    id_list = _checked_ids(loaded, ids)
+    tokenizer = loaded.tokenizer
+    tokens = tuple(tokenizer.convert_ids_to_tokens(id_list))
+    special = _read_only(np.isin(np.asarray(id_list, dtype=np.int64), _special_ids(tokenizer)))
+    text, offsets, word_ids = _text_offsets_words(tokenizer, id_list, special, text)
+    segments = _read_only(np.where(special, -1, 0).astype(np.int64))
+    labels = display_labels(tokens, special)
+    input_ids = torch.tensor([id_list], dtype=torch.long)
+    accepted = _forward_parameters(type(loaded.model))
+    inputs = {"input_ids": input_ids.to(loaded.device)}
+    if "attention_mask" in accepted:
+        inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+    if "use_cache" in accepted:
+        inputs["use_cache"] = False
+    tokenize_s = time.perf_counter() - start
+
+    attentions, forward_s, convert_s = _self_attentions(loaded, inputs, len(id_list))
+    if prompt_length is not None and not 0 <= int(prompt_length) <= len(id_list):
+        raise InputError(f"the prompt length {prompt_length} is outside 0..{len(id_list)}")
+    return AttentionRun(
+        text=text,
+        pair=None,
+        tokens=tokens,
+        labels=labels,
+        input_ids=_read_only(np.asarray(id_list, dtype=np.int64)),
+        offsets=offsets,
+        word_ids=word_ids,
+        special_mask=special,
+        segment_ids=segments,
+        attentions=attentions,
+        model=facts,
+        timings={
+            "load": float(loaded.load_seconds),
+            "tokenize": tokenize_s,
+            "forward": forward_s,
+            "convert": convert_s,
+        },
+        prompt_length=None if prompt_length is None else int(prompt_length),
+        generation=generation,
+    )
+
+
+def _checked_ids(loaded: LoadedModel, ids) -> list[int]:
+    if isinstance(ids, torch.Tensor):
+        ids = ids.detach().cpu().reshape(-1).tolist()
+    elif isinstance(ids, np.ndarray):
+        ids = ids.reshape(-1).tolist()
+    try:
+        id_list = [int(i) for i in ids]
+    except (TypeError, ValueError) as error:
+        raise InputError("the token ids must be whole numbers") from error
+    if not id_list:
+        raise InputError("there are no token ids to analyse")
+    vocab = int(getattr(loaded.model.config, "vocab_size", 0) or 0) or len(loaded.tokenizer)
+    if min(id_list) < 0 or max(id_list) >= max(vocab, len(loaded.tokenizer)):
+        raise InputError(f"a token id is outside the vocabulary of {loaded.facts.name}")
+    limit = loaded.facts.max_positions
+    if len(id_list) > limit:
+        raise InputError(
+            f"{len(id_list)} tokens are more than {loaded.facts.name} reads ({limit})"
+        )
+    return id_list
+
+
+def _special_ids(tokenizer) -> np.ndarray:
+    """Ids of every special token: the named ones and added tokens marked special."""
+    ids = set(tokenizer.all_special_ids)
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    ids |= {int(i) for i, token in added.items() if getattr(token, "special", False)}
+    return np.fromiter(sorted(ids), dtype=np.int64)
+
+
+def _text_offsets_words(tokenizer, ids: list[int], special: np.ndarray, text: str | None):
+    """``(text, offsets [T, 2], word ids)`` for token ids (specials: ``(0, 0)``, None)."""
+    pieces = _decoded_pieces(tokenizer, ids)
+    decoded = "".join(pieces)
+    text = decoded if text is None else text
+    if text == decoded:
+        encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        if list(encoding["input_ids"]) == ids:  # the text re-tokenizes to these very ids
+            offsets = np.asarray(encoding["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+            words = encoding.word_ids()
+            offsets[special] = 0
+            word_ids = tuple(None if sp else w for w, sp in zip(words, special, strict=True))
+            return text, _narrowed(offsets, text), word_ids
+    offsets = np.zeros((len(ids), 2), dtype=np.int64)
+    cursor = 0
+    for i, piece in enumerate(pieces):
+        if special[i]:
+            cursor = _advance(text, cursor, piece)
+            continue
+        inner = piece.strip()
+        if not inner:
+            at = text.find(piece, cursor) if piece else -1
+            if at < 0 or at > cursor + len(piece) + 16:
+                offsets[i] = (cursor, cursor)
+                continue
+            offsets[i] = (at, at + len(piece))
+            cursor = at + len(piece)
+            continue
+        at = text.find(inner, cursor)
+        if at < 0:
+            offsets[i] = (cursor, cursor)
+            continue
+        offsets[i] = (at, at + len(inner))
+        cursor = at + len(inner)
+    # A character split over byte tokens ("☕" = "Ġâ" "ĺ" "ķ"): every part gets its span.
+    options = dict(skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    partial = [
+        not special[i] and not pieces[i].strip() and "\ufffd" in tokenizer.decode([t], **options)
+        for i, t in enumerate(ids)
+    ]
+    for i in range(len(ids) - 2, -1, -1):
+        if partial[i] and not special[i + 1]:
+            offsets[i] = offsets[i + 1]
+    return text, _narrowed(offsets, text), _word_ids(text, offsets, special, pieces, partial)
+
+
+def _advance(text: str, cursor: int, piece: str) -> int:
+    at = text.find(piece, cursor) if piece else -1
+    return at + len(piece) if at >= 0 else cursor
+
+
+def _decoded_pieces(tokenizer, ids: list[int]) -> list[str]:
+    """The text each token adds, so that ``"".join(pieces)`` is the decoded ids.
+
+    Tokens decoded one by one usually join up to the whole (byte-level BPE); where they do
+    not (SentencePiece drops a first token's space; a character split over byte tokens), the
+    pieces are the differences of decoded prefixes.
+    """
+    options = dict(skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    whole = tokenizer.decode(ids, **options)
+    single = [tokenizer.decode([i], **options) for i in ids]
+    if "".join(single) == whole and "\ufffd" not in whole:
+        return single
+    pieces, previous = [], ""
+    for end in range(1, len(ids) + 1):
+        current = tokenizer.decode(ids[:end], **options)
+        common = 0
+        limit = min(len(previous), len(current))
+        while common < limit and previous[common] == current[common]:
+            common += 1
+        surplus = len(previous) - common  # replacement characters that became real ones
+        for back in range(len(pieces) - 1, -1, -1):
+            if surplus <= 0:
+                break
+            cut = min(surplus, len(pieces[back]))
+            pieces[back] = pieces[back][: len(pieces[back]) - cut]
+            surplus -= cut
+        pieces.append(current[common:])
+        previous = current
+    if "".join(pieces) != previous:  # pragma: no cover - defensive
+        return single
+    return pieces
+
+
+def _narrowed(offsets: np.ndarray, text: str) -> np.ndarray:
+    """Spans without their edge whitespace (as ``extract`` gives them)."""
+    offsets = offsets.copy()
+    for i, (start, end) in enumerate(offsets.tolist()):
+        if end <= start:
+            continue
+        piece = text[start:end]
+        inner = piece.strip()
+        if inner and inner != piece:
+            lead = len(piece) - len(piece.lstrip())
+            offsets[i] = (start + lead, start + lead + len(inner))
+    return _read_only(offsets)
+
+
+def _word_ids(text: str, offsets: np.ndarray, special: np.ndarray, pieces, partial) -> tuple:
+    """Word index per token: a new word starts after whitespace, a special token, or where
+    a token begins with a space; sub-word continuations (and the byte tokens of one
+    character) keep the word."""
+    words: list[int | None] = []
+    word = -1
+    previous_end = None
+    for i, piece in enumerate(pieces):
+        if special[i]:
+            words.append(None)
+            previous_end = None
+            continue
+        start = int(offsets[i, 0])
+        starts_word = not (i > 0 and partial[i - 1]) and (
+            previous_end is None
+            or piece[:1].isspace()
+            or start > previous_end
+            or (previous_end > 0 and text[previous_end - 1 : previous_end].isspace())
+        )
+        if starts_word:
+            word += 1
+        words.append(max(word, 0))
+        previous_end = int(offsets[i, 1])
+    return tuple(words)
 
 
 # --- checks --------------------------------------------------------------------------
@@ -328,8 +618,8 @@ def _decoder_input(loaded: LoadedModel, decoder_text: str, limit: int) -> dict:
     }
 
 
-def _stack(layers, name: str) -> np.ndarray:
-    """Per-layer ``[1, H, T, T]`` tensors -> one read-only float32 ``[L, H, T, T]`` array.
+def _stack(layers, name: str, dtype=np.float32) -> np.ndarray:
+    """Per-layer ``[1, H, T, T]`` tensors -> one read-only ``[L, H, T, T]`` array of ``dtype``.
 
     Exactly one copy, layer by layer into a fresh numpy array (measured about twice as
     fast as ``torch.cat`` on CPU); CPU float32 tensors are read in place.
@@ -337,10 +627,104 @@ def _stack(layers, name: str) -> np.ndarray:
     if not layers or any(a is None for a in layers):
         raise ExtractionError(f"{name} returned no attention weights")
     first = layers[0]
-    out = np.empty((len(layers), *first.shape[1:]), dtype=np.float32)
+    out = np.empty((len(layers), *first.shape[1:]), dtype=dtype)
     for index, layer in enumerate(layers):
         out[index] = layer[0].detach().to("cpu", torch.float32).numpy()
     return _read_only(out)
+
+
+def _self_attentions(loaded: LoadedModel, inputs: dict, tokens: int):
+    """``(attentions, forward seconds, convert seconds)`` of an encoder or a decoder.
+
+    float32 runs: the model's own ``output_attentions``, stacked. float16 runs (above
+    :data:`FLOAT16_ABOVE_BYTES`): copied layer by layer by hooks, see :func:`_capture_forward`.
+    """
+    facts = loaded.facts
+    dtype = attention_dtype(facts.num_layers, facts.num_heads, tokens)
+    if dtype == np.float16:
+        start = time.perf_counter()
+        captured = _capture_forward(loaded, inputs, (facts.num_layers, facts.num_heads, tokens), dtype)
+        if captured is not None:
+            return _read_only(captured), time.perf_counter() - start, 0.0
+    start = time.perf_counter()
+    output = _forward(loaded, inputs)
+    forward_s = time.perf_counter() - start
+    start = time.perf_counter()
+    attentions = _stack(output.attentions, facts.name, dtype)
+    del output
+    return attentions, forward_s, time.perf_counter() - start
+
+
+def _attention_recorders(model) -> list[tuple[torch.nn.Module, int]] | None:
+    """The modules whose output holds each layer's attention weights, with the index of the
+    weights in that output, from the model's ``_can_record_outputs["attentions"]`` (what
+    transformers itself hooks for ``output_attentions``); None when the model has no such
+    single, class-based recorder."""
+    spec = (getattr(type(model), "_can_record_outputs", None) or {}).get("attentions")
+    if isinstance(spec, list):
+        if len(spec) != 1:
+            return None
+        spec = spec[0]
+    if isinstance(spec, type):
+        target, index, layer_name = spec, 1, None
+    elif spec is not None and isinstance(getattr(spec, "target_class", None), type):
+        target, index, layer_name = spec.target_class, int(spec.index), spec.layer_name
+    else:
+        return None
+    wanted = f".{layer_name.strip('.')}." if layer_name else None
+    modules, seen = [], set()
+    for name, module in model.named_modules():
+        if not isinstance(module, target) or id(module) in seen:
+            continue
+        if wanted is not None and wanted not in f".{name}.":
+            continue
+        seen.add(id(module))
+        modules.append((module, index))
+    return modules or None
+
+
+def _capture_forward(loaded: LoadedModel, inputs: dict, shape: tuple[int, int, int], dtype):
+    """One forward pass whose attention weights go straight into a ``dtype`` array.
+
+    A forward hook (run before transformers' own recorders) on each attention module copies
+    the layer's ``[1, H, T, T]`` weights into ``out[layer]`` and hands ``None`` on in their
+    place, so the float32 tensor is freed with the layer instead of being kept until the
+    pass ends. Returns None (the caller then uses the plain path) when the model's modules
+    do not give one weights tensor per layer this way.
+    """
+    layers, heads, tokens = shape
+    recorders = _attention_recorders(loaded.model)
+    if recorders is None:
+        return None
+    out = np.empty((layers, heads, tokens, tokens), dtype=dtype)
+    state = {"filled": 0, "failed": False}
+
+    def hook(module, args, output, index):
+        if not isinstance(output, tuple) or not output:
+            state["failed"] = True
+            return None
+        position = index % len(output)
+        weights = output[position]
+        layer = state["filled"]
+        if weights is None or layer >= layers or tuple(weights.shape[1:]) != (heads, tokens, tokens):
+            state["failed"] = True
+            return None
+        out[layer] = weights[0].detach().to("cpu", torch.float32).numpy()
+        state["filled"] = layer + 1
+        return output[:position] + (None,) + output[position + 1 :]
+
+    handles = [
+        module.register_forward_hook(lambda m, a, o, i=index: hook(m, a, o, i), prepend=True)
+        for module, index in recorders
+    ]
+    try:
+        _forward(loaded, inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if state["failed"] or state["filled"] != layers:
+        return None
+    return out
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

