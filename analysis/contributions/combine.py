@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["normalise_rows", "contribution_rollout", "rollout_layers"]
+__all__ = ["normalise_rows", "normalise_rows_in_place", "contribution_rollout", "rollout_layers"]
 
 
 def normalise_rows(matrix: np.ndarray) -> np.ndarray:
@@ -32,9 +32,17 @@ def normalise_rows(matrix: np.ndarray) -> np.ndarray:
     >>> normalise_rows(np.array([[1.0, 3.0], [0.0, 0.0]])).tolist()
     [[0.25, 0.75], [0.0, 0.0]]
     """
-    m = np.asarray(matrix, dtype=np.float32)
-    sums = m.sum(axis=-1, keepdims=True, dtype=np.float64)
-    return m / np.where(sums > 0, sums, 1.0).astype(np.float32)
+    return normalise_rows_in_place(np.array(matrix, dtype=np.float32))
+
+
+def normalise_rows_in_place(matrix: np.ndarray) -> np.ndarray:
+    """:func:`normalise_rows` into the float32 array itself (no copy of a big stack);
+    returns it."""
+    if matrix.dtype != np.float32:
+        raise TypeError(f"expected a float32 array, got {matrix.dtype}")
+    sums = matrix.sum(axis=-1, keepdims=True, dtype=np.float64)
+    np.divide(matrix, np.where(sums > 0, sums, 1.0).astype(np.float32), out=matrix)
+    return matrix
 
 
 def rollout_layers(matrices: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 
 from analysis.contributions._families import ENCODER_DECODER_MESSAGE
 from analysis.contributions.capture import LayerCapture, capture_layers
-from analysis.contributions.combine import normalise_rows, rollout_layers
+from analysis.contributions.combine import normalise_rows_in_place, rollout_layers
 from analysis.contributions.measures import alti, value_norms
 from analysis.contributions.zeroing import value_zeroing
 from analysis.progress import CancelCheck, ProgressCallback, raise_if_cancelled, report_progress
@@ -147,7 +147,7 @@ def contributions_for_run(
     out: dict[str, np.ndarray] = {}
     if "value_norm" in wanted:
         out["value_norm"], summed = value_norms(capture, normalise=False)
-        out["value_norm_sum"] = normalise_rows(summed)
+        out["value_norm_sum"] = normalise_rows_in_place(summed)
         raise_if_cancelled(cancelled, "contributions")
         report_progress(progress, quick_end * 2 / 3)
     if "alti" in wanted:

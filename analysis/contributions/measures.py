@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from analysis.contributions.capture import LayerCapture
-from analysis.contributions.combine import normalise_rows
+from analysis.contributions.combine import normalise_rows_in_place
 
 __all__ = ["value_norms", "alti", "alti_terms", "head_vectors"]
 
@@ -178,12 +178,17 @@ def value_norms(
         for out, layer in enumerate(chosen):
             f = head_vectors(capture, layer)  # [H, T, D]
             lengths = torch.linalg.vector_norm(f, dim=-1)  # [H, T]
-            per_head[out] = (capture.attentions[layer] * lengths[:, None, :]).cpu().numpy()
-            summed[out] = _summed_norms(capture, layer, f).cpu().numpy()
+            _store(torch.mul(capture.attentions[layer], lengths[:, None, :]), per_head[out])
+            _store(_summed_norms(capture, layer, f), summed[out])
     if normalise:
-        per_head = normalise_rows(per_head)
-        summed = normalise_rows(summed)
+        normalise_rows_in_place(per_head)
+        normalise_rows_in_place(summed)
     return per_head, summed
+
+
+def _store(tensor: torch.Tensor, target: np.ndarray) -> None:
+    """Copy a tensor into a numpy array (one copy, straight from the device)."""
+    torch.from_numpy(target).copy_(tensor)
 
 
 def alti(capture: LayerCapture, *, layers=None) -> np.ndarray:
@@ -241,8 +246,8 @@ def alti(capture: LayerCapture, *, layers=None) -> np.ndarray:
     out = np.empty((len(chosen), t, t), dtype=np.float32)
     with torch.inference_mode():
         for index, layer in enumerate(chosen):
-            out[index] = _alti_raw(capture, layer).cpu().numpy()
-    return normalise_rows(out)
+            _store(_alti_raw(capture, layer), out[index])
+    return normalise_rows_in_place(out)
 
 
 def alti_terms(capture: LayerCapture, layer: int) -> tuple[np.ndarray, np.ndarray]:

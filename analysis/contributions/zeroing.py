@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from analysis.contributions.capture import LayerCapture
-from analysis.contributions.combine import normalise_rows
+from analysis.contributions.combine import normalise_rows_in_place
 from analysis.contributions.measures import _check_layers, head_vectors
 from analysis.progress import CancelCheck, ProgressCallback, raise_if_cancelled, report_progress
 
@@ -140,4 +140,4 @@ def value_zeroing(
                 done += 1
                 report_progress(progress, done / total)
             scores[index][unseen.cpu().numpy()] = 0.0
-    return normalise_rows(scores) if normalise else scores
+    return normalise_rows_in_place(scores) if normalise else scores

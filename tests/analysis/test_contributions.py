@@ -30,6 +30,16 @@ FAMILIES = ENCODER_FAMILIES + DECODER_FAMILIES
 TEXT = "The quick brown fox jumps over the lazy dog."
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core machine torch's
+    thread barriers cost more than the work."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
     """``tiny(family)`` -> ``(loaded, input_ids [T])``, loaded once per family."""
