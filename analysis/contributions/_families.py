@@ -42,6 +42,7 @@ class LayerParts:
     """
 
     layer: nn.Module  # input: residual stream x [1, T, D]; output: the layer's output
+    attention: nn.Module  # returns (attention output, attention weights [1, H, T, T])
     value: nn.Module  # its output holds the value vectors (bias included)
     value_columns: slice | None  # the value part of a fused q/k/v output (GPT-2)
     out_proj: nn.Module  # the output projection (its input: per-head contexts)
@@ -114,6 +115,7 @@ def _bert_like(layer, config) -> LayerParts:
 
     return LayerParts(
         layer=layer,
+        attention=attention.self,
         value=attention.self.value,
         value_columns=None,
         out_proj=attention.output.dense,
@@ -140,6 +142,7 @@ def _distilbert(layer, config) -> LayerParts:
 
     return LayerParts(
         layer=layer,
+        attention=layer.attention,
         value=layer.attention.v_lin,
         value_columns=None,
         out_proj=layer.attention.out_lin,
@@ -177,6 +180,7 @@ def _albert_layer(layer, config) -> LayerParts:
 
     return LayerParts(
         layer=layer,
+        attention=attention,
         value=attention.value,
         value_columns=None,
         out_proj=attention.dense,
@@ -207,6 +211,7 @@ def _gpt2(block, config) -> LayerParts:
 
     return LayerParts(
         layer=block,
+        attention=attn,
         value=attn.c_attn,
         value_columns=slice(2 * hidden, 3 * hidden),
         out_proj=attn.c_proj,
@@ -239,6 +244,7 @@ def _llama_like(layer, config) -> LayerParts:
 
     return LayerParts(
         layer=layer,
+        attention=attn,
         value=attn.v_proj,
         value_columns=None,
         out_proj=attn.o_proj,

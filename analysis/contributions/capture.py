@@ -15,6 +15,7 @@ Batch size 1, like :func:`analysis.attention.extract.extract`.
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -42,7 +43,8 @@ class LayerCapture:
       decoders they are computed from the input norm's output, so they are a function of
       ``x_j`` alone); query head ``h`` reads key/value head ``h // (H // KV)``;
     - ``contexts[l]`` ``[T, H, dh]``: per-head attention outputs, the output projection's
-      input (``sum_j alpha[h, i, j] * values[h, j]``);
+      input (``sum_j alpha[h, i, j] * values[h, j]``); only with ``keep_contexts=True``
+      (else ``contexts`` is empty);
     - ``block_outputs[l]`` ``[T, D]``: ``y_i = x_i + sum_h context_h W_O^h + b_O``, the
       attention block's output with the residual, before any norm;
     - ``normed[l]`` ``[T, D]``: ``x~``, the attention block's output as the next part of
@@ -99,11 +101,34 @@ def _as_batch(values, name: str, device) -> torch.Tensor | None:
     return tensor.to(device=device, dtype=torch.long)
 
 
-def _first_tensor(output) -> torch.Tensor:
-    return output[0] if isinstance(output, (tuple, list)) else output
+def _given_attentions(attentions, layers: int, tokens: int, device):
+    """``attentions`` as a tuple of float32 ``[H, T, T]`` tensors (no copy on the CPU)."""
+    if attentions is None:
+        return None
+    if torch.is_tensor(attentions):
+        stack = attentions.detach()
+    else:
+        with warnings.catch_warnings():  # a read-only run array: only ever read here
+            warnings.simplefilter("ignore", UserWarning)
+            stack = torch.from_numpy(np.asarray(attentions, dtype=np.float32))
+    if stack.ndim != 4 or stack.shape[0] != layers or stack.shape[-1] != tokens:
+        raise ValueError(
+            f"attentions of shape {tuple(stack.shape)} do not fit {layers} layers of "
+            f"{tokens} tokens"
+        )
+    stack = stack.to(device=device, dtype=torch.float32)
+    return tuple(stack[layer] for layer in range(layers))
 
 
-def capture_layers(loaded, input_ids, attention_mask=None, token_type_ids=None) -> LayerCapture:
+def capture_layers(
+    loaded,
+    input_ids,
+    attention_mask=None,
+    token_type_ids=None,
+    *,
+    attentions=None,
+    keep_contexts: bool = False,
+) -> LayerCapture:
     """Run the model once with read-only hooks and return what every layer computed.
 
     Parameters
@@ -118,6 +143,13 @@ def capture_layers(loaded, input_ids, attention_mask=None, token_type_ids=None) 
     token_type_ids : array-like of int, optional
         Segment ids for models that take them (BERT pairs); passed only where the model's
         ``forward`` accepts them.
+    attentions : array ``[L, H, T, T]``, optional
+        The attention weights of this very input, already at hand (``run.attentions``):
+        the capture then uses them instead of keeping a second copy (``output_attentions``
+        is off; the first and last layers' weights are checked against them, and a
+        mismatch raises ``ValueError``). ``model_output.attentions`` is then empty.
+    keep_contexts : bool, default False
+        Also keep the per-head contexts (the output projection's input), for checks.
 
     Returns
     -------
@@ -128,16 +160,18 @@ def capture_layers(loaded, input_ids, attention_mask=None, token_type_ids=None) 
     ------
     ValueError
         For encoder-decoder models ("contributions are implemented for encoders and
-        decoders, not encoder-decoders yet") and model families without an adapter.
+        decoders, not encoder-decoders yet"), model families without an adapter, and
+        ``attentions`` that are not this model's on this input.
 
     Examples
     --------
+    >>> from analysis.contributions import capture_layers
     >>> from analysis.models.loading import load_model
     >>> loaded = load_model()
     >>> ids = loaded.tokenizer("The cat sat.")["input_ids"]
     >>> capture = capture_layers(loaded, ids)
     >>> capture.num_layers, tuple(capture.attentions[0].shape)
-    (6, (12, 7, 7))
+    (6, (12, 6, 6))
 
     References
     ----------
@@ -160,79 +194,110 @@ def capture_layers(loaded, input_ids, attention_mask=None, token_type_ids=None) 
         inputs["token_type_ids"] = types
     if "use_cache" in accepted:
         inputs["use_cache"] = False
+    given = _given_attentions(attentions, len(parts), ids.shape[1], device)
+    checked = {0, len(parts) - 1}  # layers whose weights are checked against `given`
 
-    seen: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+    # Each kind of tensor is recorded per module, in call order; a module shared by several
+    # layers (ALBERT) is hooked once and serves its layers in turn.
+    layers_of: dict[tuple[str, int], list[int]] = defaultdict(list)
+    seen: dict[tuple[str, int], list] = defaultdict(list)
     handles = []
 
-    def keep(kind: str, module, value: torch.Tensor) -> None:
-        seen[kind][id(module)].append(value.detach()[0].clone())
+    def add(module, kind: str, layer: int, *, pre: bool, pick=None) -> None:
+        key = (kind, id(module))
+        layers_of[key].append(layer)
+        if len(layers_of[key]) > 1:
+            return
 
-    def add(module, kind: str, *, pre: bool, pick=None) -> None:
-        if id(module) in registered[kind]:
-            return  # a shared module (ALBERT): one hook records every use, in order
-        registered[kind].add(id(module))
+        def keep(tensor) -> None:
+            calls = seen[key]
+            serves = layers_of[key]
+            if kind == "weights" and serves[min(len(calls), len(serves) - 1)] not in checked:
+                calls.append(None)
+                return
+            calls.append(tensor.detach()[0] if pick is None else pick(tensor.detach()[0]))
+
         if pre:
 
             def hook(mod, args, kwargs):
-                tensor = args[0] if args else kwargs.get("hidden_states")
-                keep(kind, mod, tensor if pick is None else pick(tensor))
+                keep(args[0] if args else kwargs.get("hidden_states"))
 
             handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
         else:
 
             def hook(mod, args, output):
-                tensor = _first_tensor(output)
-                keep(kind, mod, tensor if pick is None else pick(tensor))
+                if kind == "weights":
+                    keep(output[1])
+                else:
+                    keep(output[0] if isinstance(output, (tuple, list)) else output)
 
             handles.append(module.register_forward_hook(hook))
 
-    registered: dict[str, set[int]] = defaultdict(set)
-    for p in parts:
-        add(p.layer, "input", pre=True)
-        add(p.layer, "output", pre=False)
+    for layer, p in enumerate(parts):
+        add(p.layer, "input", layer, pre=True)
+        add(p.layer, "output", layer, pre=False)
         columns = p.value_columns
-        add(
-            p.value,
-            "value",
-            pre=False,
-            pick=None if columns is None else (lambda t, c=columns: t[..., c]),
-        )
-        add(p.out_proj, "context", pre=True)
-        add(p.after_attention, "block", pre=True)
+        pick = None if columns is None else (lambda t, c=columns: t[..., c].clone())
+        add(p.value, "value", layer, pre=False, pick=pick)
+        if keep_contexts:
+            add(p.out_proj, "context", layer, pre=True)
+        add(p.after_attention, "block", layer, pre=True)
         if p.post_norm:
-            add(p.after_attention, "normed", pre=False)
+            add(p.after_attention, "normed", layer, pre=False)
+        if given is not None:
+            add(p.attention, "weights", layer, pre=False)
     try:
         with torch.inference_mode():
             output = model(
-                **inputs, output_attentions=True, output_hidden_states=True, return_dict=True
+                **inputs,
+                output_attentions=given is None,
+                output_hidden_states=True,
+                return_dict=True,
             )
     finally:
         for handle in handles:
             handle.remove()
 
-    uses: dict[tuple[str, int], int] = defaultdict(int)
+    def take(kind: str, module, layer: int) -> torch.Tensor:
+        key = (kind, id(module))
+        if len(seen[key]) != len(layers_of[key]):
+            raise RuntimeError(
+                f"a {type(module).__name__} ran {len(seen[key])} times for "
+                f"{len(layers_of[key])} layers; this model is not laid out as expected"
+            )
+        return seen[key][layers_of[key].index(layer)]
 
-    def take(kind: str, module) -> torch.Tensor:
-        index = uses[(kind, id(module))]
-        uses[(kind, id(module))] += 1
-        return seen[kind][id(module)][index]
-
-    attentions = tuple(a.detach()[0].to(torch.float32) for a in output.attentions)
-    if len(attentions) != len(parts):
-        raise RuntimeError(
-            f"the model returned {len(attentions)} attention maps for {len(parts)} layers"
-        )
+    if given is None:
+        weights = tuple(a.detach()[0].to(torch.float32) for a in output.attentions)
+        if len(weights) != len(parts):
+            raise RuntimeError(
+                f"the model returned {len(weights)} attention maps for {len(parts)} layers"
+            )
+    else:
+        weights = given
+        for layer in sorted(checked):
+            mine = take("weights", parts[layer].attention, layer).to(torch.float32)
+            if mine.shape != given[layer].shape or not torch.allclose(
+                mine, given[layer], atol=1e-4
+            ):
+                raise ValueError(
+                    "the attentions given are not this model's on this input "
+                    f"(layer {layer} differs)"
+                )
     inputs_l, values, contexts, blocks, normed, scales, outputs = ([] for _ in range(7))
-    for p in parts:
-        inputs_l.append(take("input", p.layer))
-        outputs.append(take("output", p.layer))
-        t = inputs_l[-1].shape[0]
-        values.append(take("value", p.value).reshape(t, p.num_kv_heads, p.head_dim).transpose(0, 1))
-        contexts.append(take("context", p.out_proj).reshape(t, p.num_heads, p.head_dim))
-        y = take("block", p.after_attention)
+    for layer, p in enumerate(parts):
+        x = take("input", p.layer, layer)
+        t = x.shape[0]
+        inputs_l.append(x)
+        outputs.append(take("output", p.layer, layer))
+        value = take("value", p.value, layer)
+        values.append(value.reshape(t, p.num_kv_heads, p.head_dim).transpose(0, 1))
+        if keep_contexts:
+            contexts.append(take("context", p.out_proj, layer).reshape(t, p.num_heads, -1))
+        y = take("block", p.after_attention, layer)
         blocks.append(y)
         if p.post_norm:
-            normed.append(take("normed", p.after_attention))
+            normed.append(take("normed", p.after_attention, layer))
             eps = float(p.after_attention.eps)
             scales.append(torch.sqrt(y.var(dim=-1, unbiased=False) + eps))
         else:
@@ -249,7 +314,7 @@ def capture_layers(loaded, input_ids, attention_mask=None, token_type_ids=None) 
         head_dim=first.head_dim,
         hidden_size=int(first.out_weight.shape[-1]),
         input_ids=ids[0].cpu().numpy().astype(np.int64),
-        attentions=attentions,
+        attentions=weights,
         layer_inputs=tuple(inputs_l),
         values=tuple(values),
         contexts=tuple(contexts),

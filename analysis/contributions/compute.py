@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from analysis.contributions._families import ENCODER_DECODER_MESSAGE
-from analysis.contributions.capture import LayerCapture, capture_layers
+from analysis.contributions.capture import capture_layers
 from analysis.contributions.combine import normalise_rows_in_place, rollout_layers
 from analysis.contributions.measures import alti, value_norms
 from analysis.contributions.zeroing import value_zeroing
@@ -45,16 +45,6 @@ def _model_inputs(loaded, run: AttentionRun) -> dict:
     if "token_type_ids" in names:
         inputs["token_type_ids"] = token_type_ids_of(run)
     return inputs
-
-
-def _check_same_attention(capture: LayerCapture, run: AttentionRun) -> None:
-    """The capture must be of the run's input through the run's model (first, last layer)."""
-    if run.attentions.shape[0] != capture.num_layers or run.num_tokens != capture.num_tokens:
-        raise ValueError("the run was made with another model or input than this one")
-    for layer in {0, capture.num_layers - 1}:
-        mine = capture.attentions[layer].cpu().numpy()
-        if not np.allclose(mine, run.attentions[layer], atol=1e-4):
-            raise ValueError("the model gives other attentions than the run's: another model?")
 
 
 def contributions_for_run(
@@ -139,8 +129,8 @@ def contributions_for_run(
     quick_end = _QUICK_SHARE if "value_zeroing" in wanted else 1.0
     report_progress(progress, 0.0)
     raise_if_cancelled(cancelled, "contributions")
-    capture = capture_layers(loaded, **_model_inputs(loaded, run))
-    _check_same_attention(capture, run)
+    # the run's attentions serve the capture (checked against the model's): no second copy
+    capture = capture_layers(loaded, **_model_inputs(loaded, run), attentions=run.attentions)
     report_progress(progress, quick_end / 3)
     raise_if_cancelled(cancelled, "contributions")
 

@@ -163,10 +163,29 @@ def test_hooks_leave_the_models_outputs_unchanged(tiny, family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_a_capture_can_reuse_attentions_already_at_hand(tiny, family):
+    loaded, ids = tiny(family)
+    own = capture_layers(loaded, ids)
+    stack = np.stack([a.numpy() for a in own.attentions])
+    stack.setflags(write=False)  # like a run's arrays
+    reused = capture_layers(loaded, ids, attentions=stack)
+    assert not reused.model_output.attentions  # the model kept no second copy
+    for mine, theirs in zip(reused.attentions, own.attentions, strict=True):
+        assert torch.equal(mine, theirs)
+    np.testing.assert_array_equal(alti(reused), alti(own))
+    wrong = stack.copy()
+    wrong[-1] = wrong[-1][:, ::-1, :]  # rows of the last layer swapped
+    with pytest.raises(ValueError, match="not this model's"):
+        capture_layers(loaded, ids, attentions=wrong)
+    with pytest.raises(ValueError, match="do not fit"):
+        capture_layers(loaded, ids, attentions=stack[:, :, :-1, :-1])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_contexts_are_attention_over_the_captured_values(tiny, family):
     """Grouped-query attention: query head h reads key/value head h // (H // KV)."""
     loaded, ids = tiny(family)
-    capture = capture_layers(loaded, ids)
+    capture = capture_layers(loaded, ids, keep_contexts=True)
     groups = capture.num_heads // capture.num_kv_heads
     if family in ("llama", "qwen2"):
         assert groups == 2
