@@ -2,12 +2,15 @@
 
 (1) graph step for one head (sparsify + all metrics + communities), budget 0.1 s at 512;
 (2) exact dense betweenness, budget 1 s at 512;
-(3) attention flow for one query, 6 layers, budget 1 s at 128 tokens.
+(3) attention flow for one query, 6 layers x 12 heads: budget 1 s at 128 tokens, 3 s at 512;
+    beside the igraph implementation it replaced (the fallback without a C compiler) and
+    networkx's Edmonds-Karp on the full layered graph where that finishes (32 tokens).
 
 Synthetic attention, seeded: softmax of random logits (std ``sharpness``) with a few sink
 columns ([CLS]/[SEP]-like, ~1/3 of the mass), a previous-token habit and some peaked rows.
 networkx runs only where it finishes in reasonable time; elsewhere it is marked "skipped".
-Run: ``.venv/bin/python benchmarks/bench_graph.py``.
+Run: ``.venv/bin/python benchmarks/bench_graph.py [--quick]`` (``--quick``: no igraph flow at
+512 tokens, which takes about a minute).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import analysis.attention.flow as flow_module  # noqa: E402
 from analysis.attention.flow import attention_flow  # noqa: E402
 from analysis.attention.rollout import residual_augmented_layers  # noqa: E402
 from analysis.graph.metrics import analyze_graph, dense_betweenness  # noqa: E402
@@ -95,7 +99,7 @@ def networkx_dense_betweenness(matrix: np.ndarray) -> None:
     nx.betweenness_centrality(graph, weight="length")
 
 
-def networkx_flow(attentions: np.ndarray, query: int) -> None:
+def networkx_flow(attentions: np.ndarray, query: int) -> np.ndarray:
     r = residual_augmented_layers(attentions)
     layers, tokens = r.shape[0], r.shape[-1]
     graph = nx.DiGraph()
@@ -103,10 +107,23 @@ def networkx_flow(attentions: np.ndarray, query: int) -> None:
         for i in range(tokens):
             for j in range(tokens):
                 graph.add_edge((level + 1, i), (level, j), capacity=r[level, i, j])
-    for j in range(tokens):
-        nx.maximum_flow_value(
-            graph, (layers, query), (0, j), flow_func=nx.algorithms.flow.edmonds_karp
-        )
+    return np.array(
+        [
+            nx.maximum_flow_value(
+                graph, (layers, query), (0, j), flow_func=nx.algorithms.flow.edmonds_karp
+            )
+            for j in range(tokens)
+        ]
+    )
+
+
+def igraph_flow(attentions: np.ndarray, query: int) -> np.ndarray:
+    """The implementation before the C kernel: igraph's push-relabel once per input token."""
+    core, flow_module._flow_core = flow_module._flow_core, None
+    try:
+        return attention_flow(attentions, query)
+    finally:
+        flow_module._flow_core = core
 
 
 def row(what: str, size: str, detail: str, ours: float, theirs: float | None, budget: str):
@@ -157,22 +174,41 @@ def main() -> None:
             theirs,
             "1.0" if n == 512 else "",
         )
-    for tokens in (32, 64, 128):
+    print()
+    print(f"attention flow, one query, 6 layers x 12 heads; kernel: {flow_module.flow_kernel_in_use()}")
+    print(
+        f"{'step':<22} {'n':>5} {'ours':>11} {'igraph':>11} {'networkx':>11} {'vs igraph':>9}"
+        f" {'max |diff|':>10} {'budget':>7}"
+    )
+    quick = "--quick" in sys.argv
+    for tokens in (32, 128, 256, 512):
         attentions = synthetic_attentions(6, 12, tokens, seed=tokens)
         query = tokens // 2
+        flows = attention_flow(attentions, query)
         ours = timed(lambda a=attentions, q=query: attention_flow(a, q), repeats=3)
-        theirs = timed(lambda a=attentions, q=query: networkx_flow(a, q)) if tokens <= 32 else None
-        row(
-            "(3) attention flow",
-            str(tokens),
-            "6 layers x 12 heads, 1 query",
-            ours,
-            theirs,
-            "1.0" if tokens == 128 else "",
+        before = theirs = None
+        differences = []
+        if not (quick and tokens > 256):
+            started = time.perf_counter()
+            differences.append(np.abs(igraph_flow(attentions, query) - flows).max())
+            before = time.perf_counter() - started
+        if tokens <= 32:
+            started = time.perf_counter()
+            differences.append(np.abs(networkx_flow(attentions, query) - flows).max())
+            theirs = time.perf_counter() - started
+        difference = max(differences) if differences else None
+        budget = {128: "1.0", 512: "3.0"}.get(tokens, "")
+        verdict = ("ok" if ours <= float(budget) else "OVER") if budget else ""
+        cells = [f"{x:9.3f} s" if x is not None else "skipped" for x in (ours, before, theirs)]
+        speedup = f"{before / ours:8.0f}x" if before is not None else ""
+        diff = f"{difference:10.1e}" if difference is not None else ""
+        print(
+            f"{'(3) attention flow':<22} {tokens:>5} {cells[0]:>11} {cells[1]:>11} {cells[2]:>11}"
+            f" {speedup:>9} {diff:>10} {budget:>7} {verdict}"
         )
     print(
         "skipped: networkx above 256 (graph step), above 128 (dense betweenness: ~68 s at 512"
-        " per DESIGN.md) and above 32 (flow: ~n^3.7 growth)."
+        " per DESIGN.md) and above 32 (flow: ~n^3.7 growth); igraph flow at 512 with --quick."
     )
 
 
