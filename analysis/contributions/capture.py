@@ -2,12 +2,17 @@
 
 :func:`capture_layers` runs the model once (eager attention, ``output_attentions=True``,
 ``output_hidden_states=True``, no autograd) with forward hooks on each layer, its value
-projection, its output projection and the norm after the attention block, and returns a
-:class:`LayerCapture`: per layer the residual stream the layer read, the value vectors, the
-per-head contexts, the attention block's output with the residual, the normalised output
-(post-norm encoders) with the norm's per-token scale, the layer's output, and the model's
-ordinary outputs. The hooks only read (they return nothing), so the model's outputs are
-exactly those of a run without them; they are removed when the pass ends, also on error.
+projection and the norm after the attention block (and, on request, the output projection),
+and returns a :class:`LayerCapture`: per layer the attention weights, the residual stream
+the layer read, the value vectors, the attention block's output with the residual, the
+normalised output (post-norm encoders) with the norm's per-token scale, the layer's
+output, and the model's ordinary outputs. The hooks only read (they return nothing), so
+the model's outputs are exactly those of a run without them; they are removed when the
+pass ends, also on error. The output projection's weights (per head) and the norms'
+parameters are read from the modules themselves (:mod:`analysis.contributions._families`).
+
+Not thread-safe with respect to the model: while the pass runs, the hooks would record
+another thread's use of the same model too (the worker owns its models on one thread).
 
 Batch size 1, like :func:`analysis.attention.extract.extract`.
 """
@@ -37,7 +42,8 @@ class LayerCapture:
     Per layer ``l`` (``T`` tokens, ``D`` hidden size, ``H`` query heads, ``KV`` key/value
     heads, ``dh`` head size):
 
-    - ``attentions[l]`` ``[H, T, T]``: ``alpha[h, i, j]``, query ``i`` over key ``j``;
+    - ``attentions[l]`` ``[H, T, T]``: ``alpha[h, i, j]``, query ``i`` over key ``j`` (the
+      model's, or the ``attentions`` given to :func:`capture_layers`);
     - ``layer_inputs[l]`` ``[T, D]``: ``x``, the residual stream the layer reads;
     - ``values[l]`` ``[KV, T, dh]``: the value vectors, bias included (for pre-norm
       decoders they are computed from the input norm's output, so they are a function of

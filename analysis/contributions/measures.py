@@ -102,11 +102,11 @@ def _alti_raw(capture: LayerCapture, layer: int) -> torch.Tensor:
     raw_by_key = torch.zeros((t, t), dtype=f.dtype, device=f.device)  # [T_j, T_i]
     l1_out = capture.normed[layer].abs().sum(dim=-1)  # [T]
     keys = max(1, _BLOCK_BYTES // max(1, t * d * f.element_size()))
-    buffer = torch.empty((keys, t, d), dtype=f.dtype, device=f.device)
+    buffer = torch.empty(keys * t * d, dtype=f.dtype, device=f.device)
     for j0 in range(0, t, keys):
         j1 = min(t, j0 + keys)
         i0 = j0 if capture.is_causal else 0  # causal: queries before j0 cannot see it
-        pairs = buffer[: j1 - j0, : t - i0]
+        pairs = buffer[: (j1 - j0) * (t - i0) * d].view(j1 - j0, t - i0, d)
         torch.bmm(a_by_key[j0:j1, i0:], f_by_key[j0:j1], out=pairs)  # [B, T_i', D]: C_ij
         own = torch.arange(j0, j1, device=f.device)
         pairs[own - j0, own - i0] += residual[j0:j1]
@@ -158,12 +158,13 @@ def value_norms(
 
     Examples
     --------
+    >>> from analysis.contributions import capture_layers
     >>> from analysis.models.loading import load_model
     >>> loaded = load_model()
     >>> capture = capture_layers(loaded, loaded.tokenizer("The cat sat.")["input_ids"])
     >>> per_head, summed = value_norms(capture)
     >>> per_head.shape, summed.shape
-    ((6, 12, 7, 7), (6, 7, 7))
+    ((6, 12, 6, 6), (6, 6, 6))
 
     References
     ----------
@@ -227,12 +228,13 @@ def alti(capture: LayerCapture, *, layers=None) -> np.ndarray:
 
     Examples
     --------
+    >>> from analysis.contributions import capture_layers
     >>> from analysis.models.loading import load_model
     >>> loaded = load_model()
     >>> capture = capture_layers(loaded, loaded.tokenizer("The cat sat.")["input_ids"])
     >>> c = alti(capture)
     >>> c.shape, bool(np.allclose(c.sum(axis=-1), 1))
-    ((6, 7, 7), True)
+    ((6, 6, 6), True)
 
     References
     ----------
@@ -270,6 +272,7 @@ def alti_terms(capture: LayerCapture, layer: int) -> tuple[np.ndarray, np.ndarra
 
     Examples
     --------
+    >>> from analysis.contributions import capture_layers
     >>> from analysis.models.loading import load_model
     >>> loaded = load_model()
     >>> capture = capture_layers(loaded, loaded.tokenizer("The cat sat.")["input_ids"])

@@ -28,7 +28,7 @@ import torch
 
 from analysis.contributions.capture import LayerCapture
 from analysis.contributions.combine import normalise_rows_in_place
-from analysis.contributions.measures import _check_layers, head_vectors
+from analysis.contributions.measures import _check_layers, _keys_first, head_vectors
 from analysis.progress import CancelCheck, ProgressCallback, raise_if_cancelled, report_progress
 
 __all__ = ["value_zeroing"]
@@ -94,12 +94,13 @@ def value_zeroing(
 
     Examples
     --------
+    >>> from analysis.contributions import capture_layers
     >>> from analysis.models.loading import load_model
     >>> loaded = load_model()
     >>> capture = capture_layers(loaded, loaded.tokenizer("The cat sat.")["input_ids"])
     >>> s = value_zeroing(loaded, capture)
     >>> s.shape
-    (6, 7, 7)
+    (6, 6, 6)
 
     References
     ----------
@@ -123,7 +124,7 @@ def value_zeroing(
         for index, (layer, batch) in enumerate(zip(chosen, plans, strict=True)):
             attention = capture.attentions[layer]  # [H, T, T]
             f_by_key = head_vectors(capture, layer).transpose(0, 1).contiguous()  # [T, H, D]
-            a_by_key = attention.permute(2, 1, 0)  # [T_j, T_i, H]
+            a_by_key = _keys_first(attention).transpose(1, 2)  # [T_j, T_i, H] (strided view)
             block = capture.block_outputs[layer]
             original = capture.layer_outputs[layer]
             rest = capture.parts[layer].rest

@@ -496,3 +496,13 @@ def test_importing_the_package_does_not_import_torch():
         "sys.exit(1 if 'torch' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+@pytest.mark.parametrize("module", ["capture", "measures", "zeroing", "combine", "compute"])
+def test_the_docstring_examples_run(default_loaded, module):
+    import doctest
+    import importlib
+
+    found = importlib.import_module(f"analysis.contributions.{module}")
+    result = doctest.testmod(found, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
