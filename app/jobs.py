@@ -1,7 +1,9 @@
-"""Work the background worker does: plain functions of a JobContext, no widgets touched.
+"""Work done in the background: plain functions of a JobContext (app.tasks), no widgets.
 
-The heavy imports (torch, transformers via analysis.models.loading/extract) happen inside these
-functions, so they run in the worker thread and the window opens without them.
+Each ``*_job(...)`` returns ``job(context)``. The heavy imports (torch, transformers via
+analysis.models.loading / analysis.attention.extract; scipy and igraph via analysis.graph)
+happen inside these functions, so they run in the lanes' threads and the window opens
+without them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analysis.graph.rules import SparsifyRule
 from analysis.run import AttentionRun
 
 
@@ -31,16 +34,26 @@ class AnalysisResult:
 
 @dataclass(frozen=True)
 class GraphRequest:
-    matrix: np.ndarray
-    rule: dict  # keyword arguments of analysis.graph.SparsifyRule (built in the worker: no igraph import in the GUI)
+    matrix: np.ndarray  # the view's matrix
+    rule: SparsifyRule
     resolution: float = 1.0
     seed: int = 0
+    signed: bool = False  # the view's values may be negative (the graph uses magnitudes)
+    force_layout: bool = False  # also lay it out force-directed (that layout is shown)
 
 
 @dataclass(frozen=True)
 class GraphOutcome:
-    result: object  # analysis.graph.GraphResult
-    positions: dict[str, np.ndarray] = field(default_factory=dict)  # precomputed layouts
+    result: object  # analysis.graph.metrics.GraphResult
+    positions: dict[str, np.ndarray] = field(default_factory=dict)  # layouts computed here
+    note: str | None = None  # set when the weights are not the view's values (graph_weights)
+
+
+@dataclass(frozen=True)
+class LayeredOutcome:
+    graph: object  # analysis.graph.layered.LayeredGraph
+    stack: str  # the attention stack it was built from ("self" or "decoder")
+    seconds: float
 
 
 def warm_up_job(source: str):
@@ -55,7 +68,7 @@ def warm_up_job(source: str):
         context.progress(0.05, "Loading the model in the background…")
         import analysis.attention.extract  # noqa: F401  (torch, transformers)
         import analysis.attention.flow  # noqa: F401  (igraph)
-        import analysis.graph  # noqa: F401  (scipy, igraph)
+        import analysis.graph.metrics  # noqa: F401  (scipy, igraph)
         from analysis.models.loading import load_model
 
         context.progress(0.4, "Loading the model in the background…")
@@ -88,20 +101,33 @@ def analyse_job(request: AnalyseRequest):
 
 
 def graph_job(request: GraphRequest):
-    """Sparsify, measure and partition one view's graph, and lay it out force-directed here, so
-    that switching the canvas to "force" costs the GUI thread nothing."""
+    """Sparsify, measure and partition one view's graph (and lay it out force-directed when
+    that layout is shown, so the GUI thread never does)."""
+
+    def job(context):
+        from analysis.graph.metrics import analyze_graph
+        from analysis.graph.rules import graph_weights
+
+        context.progress(0.1, "Building the graph…")
+        weights = graph_weights(request.matrix, signed=request.signed)
+        result = analyze_graph(weights.matrix, request.rule, resolution=request.resolution, seed=request.seed)
+        positions = {}
+        if request.force_layout:
+            context.progress(0.7, "Laying out the graph…")
+            positions = force_layout_job(result, request.seed)(context)
+        return GraphOutcome(result=result, positions=positions, note=weights.note)
+
+    return job
+
+
+def force_layout_job(result, seed: int = 0):
+    """The force-directed layout of a computed graph: ``{"force": [n, 2]}``."""
 
     def job(context):
         from analysis.graph.layout import force_layout
-        from analysis.graph.metrics import analyze_graph
-        from analysis.graph.rules import SparsifyRule
 
-        context.progress(0.1, "Building the graph…")
-        rule = SparsifyRule(**request.rule)
-        result = analyze_graph(request.matrix, rule, resolution=request.resolution, seed=request.seed)
-        context.progress(0.7, "Laying out the graph…")
-        force = force_layout(result.n, result.sources, result.targets, result.weights, seed=request.seed)
-        return GraphOutcome(result=result, positions={"force": force})
+        context.check()
+        return {"force": force_layout(result.n, result.sources, result.targets, result.weights, seed=seed)}
 
     return job
 
@@ -123,33 +149,27 @@ def flow_job(attentions: np.ndarray, query: int, layer: int):
     return job
 
 
-def path_job(matrix: np.ndarray, source: int, target: int, widest: bool, rule):
-    """The most probable (or widest) path from ``source`` to ``target`` on the view's graph."""
+def path_job(matrix: np.ndarray, source: int, target: int, widest: bool, rule: SparsifyRule, *,
+             signed: bool = False):
+    """The most probable (or widest) path from view row ``source`` to ``target`` on the
+    view's graph (the same weights as the graph: analysis.graph.rules.graph_weights)."""
 
     def job(context):
         from analysis.graph.paths import most_probable_path, widest_path
+        from analysis.graph.rules import graph_weights
 
         finder = widest_path if widest else most_probable_path
-        return finder(matrix, source, target, rule)
+        return finder(graph_weights(matrix, signed=signed).matrix, source, target, rule)
 
     return job
 
 
-@dataclass(frozen=True)
-class LayeredOutcome:
-    graph: object  # analysis.graph.layered.LayeredGraph
-    stack: str  # the attention stack it was built from ("self" or "decoder")
-    seconds: float
-
-
-def layered_job(attentions: np.ndarray, layer: int, rule_settings: dict, stack: str, max_edges: int | None = None):
-    """The layered graph (tokens at every level, input to ``layer``) for the canvas."""
+def layered_job(attentions: np.ndarray, layer: int, rule: SparsifyRule, stack: str, max_edges: int | None = None):
+    """The graph across layers (tokens at every level, input to ``layer``) for the canvas."""
 
     def job(context):
         from analysis.graph.layered import CANVAS_EDGE_LIMIT, layered_graph
-        from analysis.graph.rules import SparsifyRule
 
-        rule = SparsifyRule(**rule_settings)
         context.progress(0.1, "Building the graph across layers…")
         started = time.perf_counter()
         graph = layered_graph(attentions, layer, rule, max_edges=max_edges or CANVAS_EDGE_LIMIT)

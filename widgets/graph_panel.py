@@ -14,14 +14,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from analysis.graph.rules import SparsifyRule
+from analysis.options import PATH_ITEMS, SPARSIFY_ITEMS
 from widgets.graph_canvas import GraphCanvas
-
-RULES = (
-    ("coverage", "Coverage", "Per query, keep the strongest edges that cover this share of its attention"),
-    ("top_k", "Top k", "Per query, keep the k strongest edges"),
-    ("threshold", "Threshold", "Keep every edge at least this heavy"),
-    ("none", "All edges", "Keep every nonzero weight (dense)"),
-)
 
 
 class GraphPanel(QWidget):
@@ -37,7 +32,7 @@ class GraphPanel(QWidget):
         self.canvas = GraphCanvas()
 
         self.rule_box = QComboBox()
-        for key, name, tip in RULES:
+        for key, name, tip in SPARSIFY_ITEMS:
             self.rule_box.addItem(name, key)
             self.rule_box.setItemData(self.rule_box.count() - 1, tip, 3)
         self.rule_box.setToolTip("How edges are chosen from the attention matrix")
@@ -67,8 +62,9 @@ class GraphPanel(QWidget):
         self.resolution_spin.setToolTip("Louvain resolution: higher gives more, smaller communities")
 
         self.path_box = QComboBox()
-        self.path_box.addItem("Most probable path", "probable")
-        self.path_box.addItem("Widest path", "widest")
+        for key, name, tip in PATH_ITEMS:
+            self.path_box.addItem(name, key)
+            self.path_box.setItemData(self.path_box.count() - 1, tip, 3)
         self.path_box.setToolTip("Click a token: path source; Shift+click: target")
 
         self.info = QLabel("Click a node to set the path source, Shift+click for the target.")
@@ -113,7 +109,7 @@ class GraphPanel(QWidget):
         self._debounce.start()
 
     def rule_settings(self) -> dict:
-        """Keyword arguments of ``analysis.graph.SparsifyRule``."""
+        """Keyword arguments of ``analysis.graph.rules.SparsifyRule``."""
         return {
             "mode": self.rule_box.currentData(),
             "coverage": self.coverage_spin.value() / 100.0,
@@ -121,6 +117,32 @@ class GraphPanel(QWidget):
             "min_weight": self.min_weight_spin.value(),
             "self_loops": self.loops_check.isChecked(),
         }
+
+    def rule(self) -> SparsifyRule:
+        return SparsifyRule(**self.rule_settings())
+
+    def set_rule(self, rule: SparsifyRule, resolution: float) -> None:
+        """Show a rule and resolution without emitting ``settings_changed``."""
+        widgets = (self.rule_box, self.coverage_spin, self.topk_spin, self.min_weight_spin, self.loops_check,
+                   self.resolution_spin)
+        blocked = [w.blockSignals(True) for w in widgets]
+        self.rule_box.setCurrentIndex(max(0, self.rule_box.findData(rule.mode)))
+        self.coverage_spin.setValue(rule.coverage * 100.0)
+        self.topk_spin.setValue(rule.top_k)
+        self.min_weight_spin.setValue(rule.min_weight)
+        self.loops_check.setChecked(rule.self_loops)
+        self.resolution_spin.setValue(resolution)
+        for widget, old in zip(widgets, blocked, strict=True):
+            widget.blockSignals(old)
+        self._update_enabled()
+
+    def path_kind(self) -> str:
+        return self.path_box.currentData()
+
+    def set_path_kind(self, kind: str) -> None:
+        blocked = self.path_box.blockSignals(True)
+        self.path_box.setCurrentIndex(max(0, self.path_box.findData(kind)))
+        self.path_box.blockSignals(blocked)
 
     def resolution(self) -> float:
         return self.resolution_spin.value()

@@ -13,14 +13,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-VIEW_ITEMS = (
-    ("head", "One head", "The attention of one head of one layer"),
-    ("mean", "Mean of heads", "The mean over all heads of the layer"),
-    ("max", "Max of heads", "The largest weight over all heads of the layer, cell by cell"),
-    ("rollout", "Rollout", "Attention rollout: residual-augmented head means multiplied through layers 0..layer"),
-    ("flow", "Flow", "Attention flow: max-flow from the selected token at this layer into every input token"),
-)
-STACK_ITEMS = (("self", "Encoder"), ("decoder", "Decoder"), ("cross", "Cross"))
+from analysis.attention.views import ViewSpec
+from analysis.options import STACK_ITEMS, VIEW_ITEMS
 
 
 class ViewControls(QWidget):
@@ -43,8 +37,9 @@ class ViewControls(QWidget):
         self.head_spin.setToolTip("Head of the layer. Up/Down in the box, or click a head in the overview")
         self.head_spin.setPrefix("head ")
         self.stack_box = QComboBox()
-        for key, name in STACK_ITEMS:
+        for key, name, tip in STACK_ITEMS:
             self.stack_box.addItem(name, key)
+            self.stack_box.setItemData(self.stack_box.count() - 1, tip, 3)
         self.stack_box.setToolTip("Encoder-decoder models: encoder self-, decoder self- or cross-attention")
         self.words_check = QCheckBox("Words")
         self.words_check.setToolTip("Merge sub-word tokens into words (keys summed, queries averaged)")
@@ -100,6 +95,30 @@ class ViewControls(QWidget):
 
     def kind(self) -> str:
         return self.kind_box.currentData()
+
+    def spec(self) -> ViewSpec:
+        """The view the controls ask for (the flow query is the session's, not theirs)."""
+        return ViewSpec(kind=self.kind(), layer=self.layer_spin.value(), head=self.head_spin.value(),
+                        stack=self.stack(), merge_words=self.words_check.isChecked(),
+                        drop_special=self.special_check.isChecked())
+
+    def set_spec(self, spec: ViewSpec) -> None:
+        """Show ``spec`` without emitting ``changed`` (it comes from the session)."""
+        widgets = (self.kind_box, self.layer_spin, self.head_spin, self.stack_box, self.words_check,
+                   self.special_check)
+        blocked = [w.blockSignals(True) for w in widgets]
+        self.kind_box.setCurrentIndex(max(0, self.kind_box.findData(spec.kind)))
+        if spec.layer >= 0:
+            self.layer_spin.setValue(spec.layer)
+        else:
+            self.layer_spin.setValue(self.layer_spin.maximum() + 1 + spec.layer)
+        self.head_spin.setValue(spec.head)
+        self.stack_box.setCurrentIndex(max(0, self.stack_box.findData(spec.stack)))
+        self.words_check.setChecked(spec.merge_words)
+        self.special_check.setChecked(spec.drop_special)
+        for widget, old in zip(widgets, blocked, strict=True):
+            widget.blockSignals(old)
+        self.head_spin.setEnabled(self.kind() == "head")
 
     def stack(self) -> str:
         return self.stack_box.currentData()

@@ -96,10 +96,21 @@ class AttentionView:
     masked: np.ndarray | None  # bool [R, C]: structurally zero (causal), None if nothing is
     spec: ViewSpec
     title: str
+    # What a cell means. Row-stochastic views (head, mean, rollout, flow's matrix) have rows
+    # that are distributions; max-of-heads rows are not (they may sum to more than 1, and a
+    # merged word's cell to more than 1); signed views (attributions) may be negative.
+    row_stochastic: bool = True
+    signed: bool = False
 
     @property
     def is_square(self) -> bool:
         return self.matrix.shape[0] == self.matrix.shape[1] and self.row_tokens == self.col_tokens
+
+
+def view_matrix_key(spec: ViewSpec) -> tuple:
+    """What a view's matrix depends on besides the run: every part of the spec but the flow
+    query (the flow view's matrix is the rollout, whatever the query)."""
+    return (spec.kind, spec.layer, spec.head, spec.stack, spec.merge_words, spec.drop_special)
 
 
 def stack_attentions(run: AttentionRun, stack: str) -> np.ndarray:
@@ -222,6 +233,7 @@ def make_view(run: AttentionRun, spec: ViewSpec) -> AttentionView:
         masked=masked,
         spec=spec,
         title=f"{run.model.name} · {spec.describe()}",
+        row_stochastic=spec.kind != "max",
     )
 
 

@@ -150,3 +150,69 @@ def sparsify_checked(a: np.ndarray, rule: SparsifyRule) -> tuple[np.ndarray, ...
 
 
 DEFAULT_RULE = SparsifyRule()  # coverage 90%, no self-loops
+
+
+@dataclass(frozen=True)
+class GraphWeights:
+    """A view matrix made into graph weights in ``[0, 1]``, and what was done to it.
+
+    ``matrix`` is what the graph, its paths and its exports use; ``scale`` the factor the
+    view's values were divided by (1.0 when they already lay in ``[0, 1]``); ``note`` one
+    sentence for the person when the weights are not the view's values (None otherwise).
+    """
+
+    matrix: np.ndarray
+    scale: float = 1.0
+    note: str | None = None
+
+
+def graph_weights(matrix: np.ndarray, *, signed: bool = False) -> GraphWeights:
+    """Graph weights for any real view matrix, with a stated meaning.
+
+    Row-stochastic views (one head, mean of heads, rollout, and views with specials dropped)
+    are used as they are. Views whose values exceed 1 (the words of a max-of-heads view,
+    contribution sums) are divided by their largest value, so that path lengths
+    ``-ln(weight)`` are defined and the strongest cell weighs 1. Signed views (attributions)
+    use the magnitude ``|value| / max |value|``.
+
+    Parameters
+    ----------
+    matrix : array [n, n]
+        The view's matrix.
+    signed : bool
+        The view's values may be negative by meaning (else a negative value is an error).
+
+    Returns
+    -------
+    GraphWeights
+
+    Raises
+    ------
+    ValueError
+        For a non-square matrix, NaN or infinite values, or negative values in a view that
+        is not signed.
+
+    Examples
+    --------
+    >>> w = graph_weights(np.array([[0.0, 1.5], [0.5, 0.5]]))
+    >>> w.matrix.tolist(), w.scale
+    ([[0.0, 1.0], [0.3333333333333333, 0.3333333333333333]], 1.5)
+    """
+    a = np.asarray(matrix, dtype=np.float64)
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"a view matrix must be square [n, n], got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError("the view has NaN or infinite values, so it has no graph; the model's output is broken")
+    if a.size == 0:
+        return GraphWeights(a)
+    if signed:
+        top = float(np.abs(a).max())
+        if top == 0:
+            return GraphWeights(np.zeros_like(a), 1.0, "every value is 0, so the graph has no edges")
+        return GraphWeights(np.abs(a) / top, top, f"edges weigh |value| / {top:.4g} (the largest magnitude)")
+    if a.min() < 0:
+        raise ValueError(f"this view has negative values (down to {a.min():.3g}); only signed views may")
+    top = float(a.max())
+    if top <= 1.0 + WEIGHT_SLACK:
+        return GraphWeights(np.minimum(a, 1.0))
+    return GraphWeights(a / top, top, f"weights are the values divided by {top:.4g} (the largest), so that path lengths -ln(w) are defined")

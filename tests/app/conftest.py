@@ -18,7 +18,7 @@ def window(qtbot, settings):
     win.resize(1400, 900)
     win.show()
     yield win
-    win.worker.shutdown()
+    win.host.shutdown()
 
 
 @pytest.fixture

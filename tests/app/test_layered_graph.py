@@ -5,6 +5,7 @@ from PySide6.QtCore import Qt
 
 from analysis.graph.layered import node_id, route_nodes
 from analysis.graph.paths import layered_route
+from app.tasks import TaskKind
 from widgets.graph_canvas import GraphCanvas
 
 LAYERED = GraphCanvas.LAYOUTS.index("layered")
@@ -20,6 +21,7 @@ def layered_item_enabled(window) -> bool:
 
 
 def click(qtbot, canvas, node, modifier=Qt.KeyboardModifier.NoModifier):
+    qtbot.wait(50)  # let a pending resize or auto-range settle before mapping the node to pixels
     viewport = canvas.graphics_view().viewport()
     position = canvas.node_viewport_pos(node)
     qtbot.mouseMove(viewport, position)
@@ -72,11 +74,12 @@ def test_rollout_across_layers_route_and_back(qtbot, analysed):
 
     # leaving "layered" brings back the token graph without computing it again
     submitted = []
-    original = window.worker.submit
-    window.worker.submit = lambda kind, job: submitted.append(kind) or original(kind, job)
+    runner = window.host.runner
+    original = runner.submit
+    runner.submit = lambda session, kind, job, **handlers: submitted.append(kind) or original(session, kind, job, **handlers)
     layout_combo(window).setCurrentIndex(ARC)
-    window.worker.submit = original
-    assert "graph" not in submitted
+    runner.submit = original
+    assert TaskKind.GRAPH not in submitted
     assert window.layered is None
     assert canvas.labels() == list(window.view.row_labels)
     assert canvas.edge_count() == len(window.graph.weights)
@@ -101,15 +104,15 @@ def test_view_switching_into_and_out_of_layers(qtbot, analysed):
     graph = window.layered
     with qtbot.waitSignal(window.flow_ready, timeout=60_000):
         click(qtbot, canvas, node_id(graph, 1, 4))
-    assert window.selected_token == 4 and window.view.spec.query == 4
+    assert window.session.selected_token == 4 and window.view.spec.query == 4
     assert window.layered is graph  # same layers: not rebuilt
     assert canvas.selected_token() == node_id(graph, 1, 4)
-    assert window.route_query == 4 and canvas.source() == node_id(graph, 5, 4)
+    assert window.session.path_source == 4 and canvas.source() == node_id(graph, 5, 4)
 
     # shift-click: the target; the route survives a change of layer
     with qtbot.waitSignal(window.path_ready, timeout=10_000):
         click(qtbot, canvas, node_id(graph, 3, 6), Qt.KeyboardModifier.ShiftModifier)
-    assert window.route_target == 6 and canvas.target() == node_id(graph, 0, 6)
+    assert window.session.path_target == 6 and canvas.target() == node_id(graph, 0, 6)
     expected = layered_route(run.attentions, 4, 6, 4)
     assert canvas.highlighted_path() == route_nodes(graph, expected.steps)
     with qtbot.waitSignal(window.path_ready, timeout=10_000):

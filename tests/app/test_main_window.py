@@ -1,6 +1,7 @@
 """The window as a person uses it: type, analyse, switch, click, export, cancel, bad input."""
 
 import csv
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QImage
 
 from app.main_window import MainWindow
+from app.tasks import TaskKind
 from tests.app.conftest import SENTENCE
 
 
@@ -43,18 +45,19 @@ def test_typing_and_ctrl_enter_analyses_through_the_worker(qtbot, window):
 def test_switching_layer_and_head_slices_memory_without_rerunning(qtbot, analysed):
     window = analysed
     submitted = []
-    original = window.worker.submit
-    window.worker.submit = lambda kind, job: submitted.append(kind) or original(kind, job)
+    runner = window.host.runner
+    original = runner.submit
+    runner.submit = lambda session, kind, job, **handlers: submitted.append(kind) or original(session, kind, job, **handlers)
     window.view_controls.layer_spin.setValue(3)
     window.view_controls.head_spin.setValue(7)
     window.view_controls.flush()
     run = window.result.run
     np.testing.assert_allclose(window.heatmap.current_matrix(), run.attentions[3, 7], rtol=1e-6)
-    assert "analyse" not in submitted  # only graph work goes to the worker
+    assert TaskKind.ANALYSE not in submitted and TaskKind.GRAPH in submitted  # only graph work
     window.view_controls.set_kind("mean")
     window.view_controls.flush()
     np.testing.assert_allclose(window.heatmap.current_matrix(), run.attentions[3].mean(0), rtol=1e-5)
-    window.worker.submit = original
+    runner.submit = original
 
 
 def test_clicking_a_head_in_the_overview_selects_it(qtbot, analysed):
@@ -144,7 +147,7 @@ def test_empty_text_is_refused_with_a_message(qtbot, window):
     with qtbot.waitSignal(window.error_shown, timeout=2000):
         assert window.analyse() is None
     assert "no text" in window.input_panel.message.text().lower()
-    assert not window.worker.is_busy("analyse")
+    assert not window.host.runner.is_busy(kinds=[TaskKind.ANALYSE])
 
 
 def test_a_folder_that_is_not_a_model_keeps_text_and_previous_result(qtbot, analysed, tmp_path):
@@ -163,7 +166,8 @@ def test_cancel_keeps_the_previous_result(qtbot, analysed):
     window = analysed
     previous = window.result
     window.input_panel.set_texts("A different sentence to analyse.")
-    with qtbot.waitSignal(window.worker.cancelled, timeout=60_000):
+    with qtbot.waitSignal(window.host.settled, timeout=60_000,
+                          check_params_cb=lambda task, event: task.kind is TaskKind.ANALYSE):
         window.analyse()
         window.cancel()
     assert window.result is previous
@@ -231,11 +235,12 @@ def test_a_text_longer_than_the_model_allows_is_truncated_with_a_visible_notice(
 def test_a_finished_graph_job_takes_its_progress_line_out_of_the_status_bar(qtbot, analysed):
     window = analysed
     bar = window.statusBar()
-    window._on_progress("graph", 1, 0.7, "Laying out the graph...")
+    task = SimpleNamespace(kind=TaskKind.GRAPH)
+    window._on_progress(TaskKind.GRAPH, 0.7, "Laying out the graph...")
     assert bar.currentMessage() == "Laying out the graph... 70%"
-    window._clear_progress("graph")
+    window._on_settled(task, "done")
     assert bar.currentMessage() == ""
-    window._on_progress("graph", 1, 0.7, "Laying out the graph...")
+    window._on_progress(TaskKind.GRAPH, 0.7, "Laying out the graph...")
     bar.showMessage("Saved /tmp/x.png", 5000)  # a newer message stays
-    window._clear_progress("graph")
+    window._on_settled(task, "done")
     assert bar.currentMessage() == "Saved /tmp/x.png"

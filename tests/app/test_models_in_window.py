@@ -23,5 +23,5 @@ def test_a_cached_causal_model_is_offered_analysed_masked_and_remembered(qtbot, 
     assert run.model.is_causal and run.model.name == "org/tiny-gpt2"
     n = len(window.view.row_labels)
     np.testing.assert_array_equal(window.view.masked, np.triu(np.ones((n, n), bool), 1))
-    assert "org/tiny-gpt2" in window.recent_models()
-    window.worker.shutdown()
+    assert "org/tiny-gpt2" in window.model_box.recent()
+    window.host.shutdown()

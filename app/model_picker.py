@@ -1,0 +1,69 @@
+"""The model picker: the embedded models, recent folders and files, cached hub models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import QComboBox
+
+from analysis.models.hub_cache import cached_hub_models
+
+DEFAULT_SOURCE = "default"
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2 (embedded)"
+OPEN_FOLDER = "__open__"
+MAX_RECENT = 8
+
+
+def model_display_name(source: str) -> str:
+    return Path(source).name if os.path.isdir(source) or source.lower().endswith(".gguf") else source
+
+
+class ModelPicker(QComboBox):
+    """A combo box of model sources; ``currentData()`` is the source, or OPEN_FOLDER."""
+
+    def __init__(self, settings: QSettings) -> None:
+        super().__init__()
+        self.settings = settings
+        self.setMinimumWidth(260)
+        self.setToolTip("The model to analyse with: the embedded default, a local folder, or a cached hub model")
+
+    def recent(self) -> list[str]:
+        value = self.settings.value("model/recent") or []
+        return [value] if isinstance(value, str) else [str(v) for v in value]
+
+    def remember(self, source: str) -> None:
+        if source == DEFAULT_SOURCE:
+            return
+        recent = [source, *[s for s in self.recent() if s != source]][:MAX_RECENT]
+        self.settings.setValue("model/recent", recent)
+
+    def fill(self, current: str) -> None:
+        self.blockSignals(True)
+        self.clear()
+        self.addItem(DEFAULT_MODEL_NAME, DEFAULT_SOURCE)
+        self.setItemData(0, "The embedded sentence-transformers/all-MiniLM-L6-v2 (6 layers × 12 heads)", Qt.ToolTipRole)
+        sources = [DEFAULT_SOURCE]
+        for source in [*self.recent(), *cached_hub_models()]:
+            if source not in sources:
+                sources.append(source)
+                self.addItem(model_display_name(source), source)
+                self.setItemData(self.count() - 1, source, Qt.ToolTipRole)
+        if current not in sources:
+            self.addItem(model_display_name(current), current)
+        self.addItem("Open model folder…", OPEN_FOLDER)
+        self.setCurrentIndex(max(0, self.findData(current)))
+        self.blockSignals(False)
+
+    def source(self) -> str:
+        source = self.currentData()
+        return DEFAULT_SOURCE if source in (None, OPEN_FOLDER) else str(source)
+
+    def set_source(self, source: str) -> None:
+        """Show ``source`` as the chosen model (added to the list when new)."""
+        if self.findData(source) < 0:
+            self.fill(source)
+        blocked = self.blockSignals(True)
+        self.setCurrentIndex(self.findData(source))
+        self.blockSignals(blocked)

@@ -1,0 +1,138 @@
+"""What to compute, and when: the session's missing results become background tasks. No Qt.
+
+The planner listens to ``session.events.changed``: it has the runner cancel the tasks
+that depend on the changed fields, then submits what the session now shows but lacks.
+Only work that is shown is computed: the force layout only while the force layout is
+chosen, the graph across layers only in the layered layout of a rollout or flow view, a
+path only when both ends are set, flow only in the flow view. A task that failed is not
+tried again until one of its inputs changes (its error stays in ``session.errors``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from analysis.attention.views import stack_attentions, values_for_view
+from app import jobs
+from app.session import RESULT_OF, AnalysisInputs, Session, is_empty
+from app.tasks import Task, TaskKind, TaskRunner
+
+
+class Planner:
+    """Keeps one session's derived results computed, through one task runner."""
+
+    def __init__(self, session: Session, runner: TaskRunner,
+                 on_progress: Callable[[TaskKind, float, str], None] | None = None) -> None:
+        self.session = session
+        self.runner = runner
+        self.on_progress = on_progress
+        self.analysis_handlers: dict[str, Callable] = {}  # "done", "failed", "cancelled"
+        session.events.changed.connect(self._on_changed)
+
+    def _on_changed(self, fields: frozenset[str]) -> None:
+        self.runner.invalidate(self.session, fields)
+        self.plan()
+
+    # Requests by the person ------------------------------------------------------------------
+    def analyse(self, inputs: AnalysisInputs | None = None, *, allow_pickle: bool = False) -> Task:
+        """Run the model on the session's texts (or ``inputs``); the result replaces the shown
+        one when it arrives, unless a newer analysis was asked for meanwhile."""
+        inputs = inputs or self.session.analysis_inputs()
+        request = jobs.AnalyseRequest(inputs.source, inputs.text, inputs.pair, allow_pickle)
+
+        def done(result) -> None:
+            self.session.set_result(result, inputs)
+            self._call("done", result)
+
+        return self._submit(TaskKind.ANALYSE, jobs.analyse_job(request), done,
+                            failed=lambda message: self._call("failed", message),
+                            cancelled=lambda: self._call("cancelled"))
+
+    def warm_up(self, source: str, on_done: Callable | None = None) -> Task:
+        return self._submit(TaskKind.WARM_UP, jobs.warm_up_job(source), on_done or (lambda _facts: None),
+                            failed=lambda message: None)
+
+    def _call(self, event: str, *args) -> None:
+        handler = self.analysis_handlers.get(event)
+        if handler is not None:
+            handler(*args)
+
+    # Derived results ---------------------------------------------------------------------------
+    def needed(self) -> list[TaskKind]:
+        """The derived results the session shows but lacks (and that are not being computed)."""
+        s = self.session
+        view = s.view
+        if view is None or not view.is_square:
+            return []
+        wanted = [TaskKind.GRAPH]
+        if s.layout == "force" and s.graph is not None and "force" not in s.positions:
+            wanted.append(TaskKind.LAYOUT)
+        ends = s.path_source is not None and s.path_target is not None
+        if s.layered_mode:
+            wanted.append(TaskKind.LAYERED)
+            if ends and s.layered is not None:
+                wanted.append(TaskKind.ROUTE)
+        elif ends and s.row_of(s.path_source) is not None and s.row_of(s.path_target) is not None:
+            wanted.append(TaskKind.PATH)
+        if view.spec.kind == "flow":
+            wanted.append(TaskKind.FLOW)
+        return [kind for kind in wanted if self._missing(kind)]
+
+    def _missing(self, kind: TaskKind) -> bool:
+        s = self.session
+        missing = kind is TaskKind.LAYOUT or is_empty(getattr(s, RESULT_OF[kind]))  # LAYOUT: see needed()
+        return missing and kind not in s.errors and self.runner.current(s, kind) is None
+
+    def plan(self) -> list[TaskKind]:
+        """Submit every needed task; returns their kinds."""
+        kinds = self.needed()
+        for kind in kinds:
+            self._start(kind)
+        return kinds
+
+    def _start(self, kind: TaskKind) -> None:
+        s = self.session
+        view, settings = s.view, s.graph_settings
+        if kind is TaskKind.GRAPH:
+            request = jobs.GraphRequest(view.matrix, settings.rule, settings.resolution, settings.seed,
+                                        signed=view.signed, force_layout=s.layout == "force")
+            self._submit_result(kind, jobs.graph_job(request))
+        elif kind is TaskKind.LAYOUT:
+            self._submit_result(kind, jobs.force_layout_job(s.graph.result, settings.seed))
+        elif kind is TaskKind.PATH:
+            job = jobs.path_job(view.matrix, s.row_of(s.path_source), s.row_of(s.path_target),
+                                s.path_kind == "widest", settings.rule, signed=view.signed)
+            self._submit_result(kind, job)
+        elif kind is TaskKind.LAYERED:
+            attentions = stack_attentions(s.run, view.spec.stack)
+            self._submit_result(kind, jobs.layered_job(attentions, view.spec.layer, settings.rule, view.spec.stack))
+        elif kind is TaskKind.ROUTE:
+            attentions = stack_attentions(s.run, view.spec.stack)
+            self._submit_result(kind, jobs.route_job(attentions, s.path_source, s.path_target, view.spec.layer))
+        elif kind is TaskKind.FLOW:
+            attentions = stack_attentions(s.run, view.spec.stack)
+            flow_view = view
+
+            def done(token_flow) -> None:
+                s.set_task_result(TaskKind.FLOW, values_for_view(flow_view, token_flow, side="col"))
+
+            self._submit(kind, jobs.flow_job(attentions, view.spec.query, view.spec.layer), done)
+
+    def _submit_result(self, kind: TaskKind, job) -> Task:
+        def done(value) -> None:
+            self.session.set_task_result(kind, value)
+            self.plan()  # what needs this result (a route needs its layers, a layout its graph)
+
+        return self._submit(kind, job, done)
+
+    def _submit(self, kind: TaskKind, job, done, *, failed=None, cancelled=None) -> Task:
+        s = self.session
+        progress = None
+        if self.on_progress is not None:
+            def progress(fraction: float, message: str, kind=kind) -> None:
+                self.on_progress(kind, fraction, message)
+        return self.runner.submit(
+            s, kind, job, on_done=done,
+            on_failed=failed or (lambda message: s.set_task_error(kind, message)),
+            on_cancelled=cancelled, on_progress=progress,
+        )
