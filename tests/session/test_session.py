@@ -312,7 +312,14 @@ def test_a_failed_graph_leaves_no_graph_and_is_not_retried(planned, lanes, monke
 
 def test_a_max_of_heads_view_of_words_gets_a_graph_with_a_stated_meaning(planned, lanes):
     session, runner, planner = planned
-    from tests.analysis.fake_runs import WORD_IDS, WORD_MATRIX, WORD_OFFSETS, WORD_SPECIAL, WORD_TEXT, WORD_TOKENS
+    from tests.analysis.fake_runs import (
+        WORD_IDS,
+        WORD_MATRIX,
+        WORD_OFFSETS,
+        WORD_SPECIAL,
+        WORD_TEXT,
+        WORD_TOKENS,
+    )
 
     other = np.full((5, 5), 0.05)
     other[1] = [0.05, 0.1, 0.8, 0.025, 0.025]
