@@ -1,0 +1,232 @@
+"""``attention-atlas generate``: a model answers a prompt; the folder of the whole sequence.
+
+Writes into ``--out`` what ``attention-atlas analyze`` writes, for prompt + generation
+(``attention.npz``, ``tokens.csv`` with a ``generated`` column, ``edges.csv``,
+``summary.json`` with ``timings.generate`` and a ``generation`` block), plus
+``generation.json``::
+
+    {"prompt": str, "text": str, "prompt_tokens": int,
+     "steps": [{"token": str, "id": int, "prob": float, "top": [[token, prob], ...],
+                "lens": [token per layer], ...}, ...], ...}
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from analysis.options import SPARSIFY_MODES
+
+PROG = "attention-atlas generate"
+DEFAULT_MODEL = "smollm2"
+GRAPH_VIEWS = ("head", "mean", "max", "rollout")
+
+EPILOG = """\
+The prompt goes into the model's chat template when it has one (--no-chat: continued as plain
+text). Greedy by default (the most likely token each step); --sample draws, with --temperature,
+--top-k, --top-p and --seed (the same seed gives the same text). Generation stops at the end
+of the model's turn or after --max-new-tokens.
+
+The graph is drawn on one view of the last pass over prompt + generation (default: the mean
+over the heads of the last layer). Layers and heads are 0-based.
+
+Writes into --out: attention.npz, tokens.csv, edges.csv, summary.json, generation.json.
+
+examples:
+  attention-atlas generate --prompt "What is the capital of France?" --out out/
+  attention-atlas generate --prompt "Once upon a time" --no-chat --max-new-tokens 40 --out out/
+  attention-atlas generate --model ./qwen.gguf --prompt "Hi" --sample --temperature 0.7 --seed 1 --out out/
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Let a decoder answer a prompt, record every step, and write the attention "
+        "of prompt + answer to files.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = parser.add_argument_group("input")
+    prompt = source.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt", help="what the model answers (or continues, with --no-chat)")
+    prompt.add_argument("--prompt-file", type=Path, help="read the prompt from this UTF-8 file")
+    source.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="a decoder: 'smollm2' (the embedded SmolLM2-135M-Instruct, default), a GGUF file, "
+        "a local folder or a hub id already in the local cache",
+    )
+    source.add_argument("--allow-pickle", action="store_true", help="allow loading pickle (.bin) weights, which can run code")
+    chat = source.add_mutually_exclusive_group()
+    chat.add_argument("--chat", dest="chat", action="store_true", default=None, help="put the prompt in the chat template (default when the model has one)")
+    chat.add_argument("--no-chat", dest="chat", action="store_false", help="continue the prompt as plain text")
+
+    gen = parser.add_argument_group("generation")
+    gen.add_argument("--max-new-tokens", type=int, default=32, help="generate at most this many tokens (default 32)")
+    gen.add_argument("--sample", action="store_true", help="sample each token instead of taking the most likely one")
+    gen.add_argument("--temperature", type=float, default=1.0, help="divides the logits (default 1.0)")
+    gen.add_argument("--top-k", type=int, default=0, help="with --sample: keep the k most likely tokens (default 0: all)")
+    gen.add_argument("--top-p", type=float, default=1.0, help="with --sample: keep the most likely tokens that cover this probability (default 1.0: all)")
+    gen.add_argument("--seed", type=int, help="with --sample: seed of the draws (default: a random one, written to generation.json)")
+    gen.add_argument("--candidates", type=int, default=10, help="top candidates recorded per step (default 10)")
+    gen.add_argument("--no-stop", action="store_true", help="go on after the end of the model's turn")
+
+    view = parser.add_argument_group("view and graph")
+    view.add_argument("--view", choices=GRAPH_VIEWS, help="head, mean or max over heads, or rollout (default: mean, or head with --head)")
+    view.add_argument("--layer", type=int, default=-1, help="layer (default: the last)")
+    view.add_argument("--head", type=int, help="head, for --view head (default 0)")
+    view.add_argument("--words", action="store_true", help="merge sub-word tokens into words")
+    view.add_argument("--no-special", action="store_true", help="drop special tokens and renormalise rows")
+    view.add_argument("--sparsify", choices=SPARSIFY_MODES, default="coverage", help="edge rule (default: per query, the strongest edges covering --coverage of its attention)")
+    view.add_argument("--coverage", type=float, default=0.9, help="share of each query's attention the kept edges cover (default 0.9)")
+    view.add_argument("--min-weight", type=float, default=0.0, help="drop edges lighter than this (default 0)")
+    view.add_argument("--no-graph", action="store_true", help="skip the graph: edges.csv then lists every nonzero entry")
+
+    parser.add_argument("--out", type=Path, required=True, help="folder to write (created if missing)")
+    return parser
+
+
+def read_prompt(args: argparse.Namespace) -> str:
+    if args.prompt is not None:
+        return args.prompt
+    try:
+        return args.prompt_file.read_text(encoding="utf-8")
+    except FileNotFoundError as error:
+        raise ValueError(f"no such file: '{args.prompt_file}'") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read '{args.prompt_file}': {error}") from error
+
+
+def _view_spec(args: argparse.Namespace):
+    from analysis.attention.views import ViewSpec
+
+    kind = args.view or ("head" if args.head is not None else "mean")
+    return ViewSpec(
+        kind=kind,
+        layer=args.layer,
+        head=args.head or 0,
+        merge_words=args.words,
+        drop_special=args.no_special,
+    )
+
+
+def _check_sampling_options(args: argparse.Namespace) -> None:
+    if args.sample:
+        return
+    given = [name for name, value, default in (
+        ("--top-k", args.top_k, 0), ("--top-p", args.top_p, 1.0), ("--seed", args.seed, None),
+    ) if value != default]  # fmt: skip
+    if given:
+        verb = "apply" if len(given) > 1 else "applies"
+        raise ValueError(f"{', '.join(given)} {verb} only with --sample")
+
+
+def add_generated_column(path: Path, row_tokens, generated_mask) -> None:
+    """Append a ``generated`` column (1 for a row made of generated tokens) to tokens.csv."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    header, body = rows[0], rows[1:]
+    marks = [int(any(bool(generated_mask[i]) for i in group)) for group in row_tokens]
+    if len(marks) != len(body):  # pragma: no cover - the folder and the view disagree
+        raise ValueError("tokens.csv does not have one row per view row")
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*header, "generated"])
+        for row, mark in zip(body, marks, strict=True):
+            writer.writerow([*row, mark])
+
+
+def run_generate(args: argparse.Namespace, *, stream=None) -> Path:
+    """Generate for parsed arguments and write the folder; returns it."""
+    import time
+
+    from analysis.attention.views import make_view
+    from analysis.generation.loop import generate
+    from analysis.io.folder import ensure_writable_dir, write_analysis_folder, write_json
+    from analysis.models.loading import load_model
+
+    prompt = read_prompt(args)
+    _check_sampling_options(args)
+    spec = _view_spec(args)
+    rule = None
+    if not args.no_graph:
+        from analysis.graph.rules import SparsifyRule
+
+        rule = SparsifyRule(mode=args.sparsify, coverage=args.coverage, min_weight=args.min_weight)
+    ensure_writable_dir(args.out)  # fail before the model loads, not after
+
+    loaded = load_model(args.model, allow_pickle=args.allow_pickle)
+
+    def show(step) -> None:
+        if stream is not None and step.text:
+            stream.write(step.text)
+            stream.flush()
+
+    run = generate(
+        loaded,
+        prompt,
+        chat=args.chat,
+        max_new_tokens=args.max_new_tokens,
+        sample=args.sample,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        stop_at_end_of_turn=not args.no_stop,
+        on_token=show,
+        top=args.candidates,
+    )
+    if stream is not None:
+        stream.write("\n")
+    if run.notice:
+        print(f"note: {run.notice}", file=sys.stderr)
+
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    view = make_view(run, spec)
+    timings["view"] = time.perf_counter() - started
+    graph = None
+    if rule is not None:
+        from analysis.graph.metrics import analyze_graph
+
+        started = time.perf_counter()
+        graph = analyze_graph(view.matrix, rule)
+        timings["graph"] = time.perf_counter() - started
+
+    folder = write_analysis_folder(args.out, run, view, graph, None, timings)
+    add_generated_column(folder / "tokens.csv", view.row_tokens, run.generated_mask)
+    generation = run.generation
+    summary_path = folder / "summary.json"
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    summary["generation"] = {
+        "prompt_tokens": generation.prompt_length,
+        "generated_tokens": len(generation.steps),
+        "chat": generation.chat,
+        "stop_reason": generation.stop_reason,
+        "first_token_seconds": round(generation.first_token_seconds, 6),
+        "lens_kernel": generation.lens_kernel,
+        **generation.settings,
+    }
+    write_json(summary_path, summary)
+    write_json(folder / "generation.json", generation.to_dict())
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    from analysis.cli import run_command
+
+    args = build_parser().parse_args(argv)
+
+    def work(parsed: argparse.Namespace) -> None:
+        folder = run_generate(parsed, stream=sys.stdout)
+        print(f"wrote {folder}/attention.npz, tokens.csv, edges.csv, summary.json, generation.json")
+
+    return run_command(PROG, work, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
