@@ -56,6 +56,14 @@ from analysis.attribution.results import (  # noqa: F401
 )
 from analysis.attribution.words import WordUnits, aggregate, word_units  # noqa: F401
 
+# torch-free, and named like its module: bound here so the name is the function
+from analysis.attribution.faithfulness import (  # noqa: F401, E402
+    faithfulness,
+    faithfulness_of_function,
+    method_agreement,
+    rank_correlation,
+)
+
 _LAZY = {
     "attribute": "analysis.attribution.methods",
     "check_options": "analysis.attribution.methods",
@@ -69,15 +77,11 @@ _LAZY = {
     "from_run": "analysis.attribution.inputs",
     "from_ids": "analysis.attribution.inputs",
     "integrate": "analysis.attribution.integrated",
-    "faithfulness": "analysis.attribution.faithfulness",
-    "faithfulness_of_function": "analysis.attribution.faithfulness",
-    "rank_correlation": "analysis.attribution.faithfulness",
-    "method_agreement": "analysis.attribution.faithfulness",
     "write_attribution_folder": "analysis.attribution.export",
 }
 
 __all__ = sorted(
-    [*_LAZY, "Attribution", "AttributionInput", "FaithfulnessResult", "GenerationAttribution", "TargetInfo",
+    [*_LAZY, "faithfulness", "faithfulness_of_function", "rank_correlation", "method_agreement", "Attribution", "AttributionInput", "FaithfulnessResult", "GenerationAttribution", "TargetInfo",
      "WordUnits", "aggregate", "word_units", "METHODS", "METHOD_ITEMS", "METHOD_DESCRIPTIONS", "BASELINES",
      "BASELINE_ITEMS", "DEFAULT_BASELINE", "TARGET_FUNCTIONS", "TARGET_KINDS", "FAITHFULNESS_BINS"]
 )
