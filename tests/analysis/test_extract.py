@@ -389,3 +389,155 @@ def test_display_label(token, label):
 def test_special_tokens_keep_their_spelling():
     assert display_label("▁weird", special=True) == "▁weird"
     assert display_labels(["[CLS]", "##s", "Ġa"], [True, False, False]) == ("[CLS]", "s", "a")
+
+
+# --- token ids in (generation), float16 for long runs ------------------------------------
+
+
+@pytest.mark.parametrize("family", ENCODER_FAMILIES + DECODER_FAMILIES)
+def test_extract_ids_equals_extract_on_the_same_ids(family, tiny):
+    from analysis.attention.extract import extract_ids
+
+    loaded = tiny(family)
+    run = extract(loaded, SENTENCE)
+    again = extract_ids(loaded, run.input_ids.tolist())
+    np.testing.assert_array_equal(again.input_ids, run.input_ids)
+    assert again.tokens == run.tokens and again.labels == run.labels
+    np.testing.assert_array_equal(again.special_mask, run.special_mask)
+    np.testing.assert_array_equal(again.attentions, run.attentions)
+    assert again.prompt_length is None and again.generation is None
+    for i in np.flatnonzero(~again.special_mask):  # offsets point into the decoded text
+        start, end = again.offsets[i]
+        assert 0 <= start <= end <= len(again.text)
+    assert set(again.timings) == {"load", "tokenize", "forward", "convert"}
+
+
+def test_extract_ids_offsets_and_words_of_a_byte_level_text(tiny):
+    from analysis.attention.extract import extract_ids
+
+    loaded = tiny("gpt2")
+    text = "Tokenization splits café words!"
+    ids = loaded.tokenizer(text)["input_ids"]
+    run = extract_ids(loaded, ids, prompt_length=2, generation="record")
+    assert run.text == text and run.prompt_length == 2 and run.generation == "record"
+    assert run.generated_mask.tolist() == [False, False] + [True] * (len(ids) - 2)
+    reference = extract(loaded, text)
+    np.testing.assert_array_equal(run.offsets, reference.offsets)
+    assert run.word_ids == reference.word_ids
+    # ids that do not re-tokenize to themselves: offsets from each token's decoded piece
+    pieces = ["Tok", "en"] + [t for t in loaded.tokenizer.convert_ids_to_tokens(ids)[1:]]
+    odd = [loaded.tokenizer.convert_tokens_to_ids(p) for p in pieces]
+    if odd != ids and loaded.tokenizer.unk_token_id not in odd:
+        split = extract_ids(loaded, odd)
+        assert split.text == text
+        spans = [split.text[s:e] for s, e in split.offsets.tolist()]
+        assert spans[:2] == ["Tok", "en"] and split.word_ids[0] == split.word_ids[1]
+
+
+def test_extract_ids_refusals(tiny):
+    from analysis.attention.extract import extract_ids
+
+    with pytest.raises(InputError, match="no token ids"):
+        extract_ids(tiny("gpt2"), [])
+    with pytest.raises(InputError, match="outside the vocabulary"):
+        extract_ids(tiny("gpt2"), [10**7])
+    with pytest.raises(InputError, match=f"more than .* reads \\({MAX_POSITIONS}\\)"):
+        extract_ids(tiny("gpt2"), [5] * (MAX_POSITIONS + 1))
+    with pytest.raises(InputError, match="encoder-decoder model"):
+        extract_ids(tiny("t5"), [5, 6])
+
+
+def test_the_attention_dtype_is_decided_by_size():
+    from analysis.attention.extract import FLOAT16_ABOVE_BYTES, attention_dtype
+
+    assert FLOAT16_ABOVE_BYTES == 256 * 2**20
+    assert attention_dtype(6, 12, 512) == np.float32  # the default model at its longest
+    assert attention_dtype(30, 9, 400) == np.float32  # the chat model, 400 tokens: 173 MB
+    assert attention_dtype(30, 9, 1024) == np.float16  # 1,024 tokens: 1.1 GB as float32
+
+
+@pytest.mark.parametrize("family", ENCODER_FAMILIES + DECODER_FAMILIES + ENCODER_DECODER_FAMILIES)
+def test_float16_runs_are_within_1e3_of_float32(family, tiny, monkeypatch):
+    from analysis.attention import extract as extract_module
+
+    loaded = tiny(family)
+    full = extract(loaded, SENTENCE)
+    monkeypatch.setattr(extract_module, "FLOAT16_ABOVE_BYTES", 0)
+    half = extract(loaded, SENTENCE)
+    assert half.attentions.dtype == np.float16 and not half.attentions.flags.writeable
+    np.testing.assert_allclose(half.attentions.astype(np.float32), full.attentions, atol=1e-3, rtol=0)
+    if family in ENCODER_DECODER_FAMILIES:
+        for name in ("decoder_attentions", "cross_attentions"):
+            a, b = getattr(half, name), getattr(full, name)
+            assert a.dtype == np.float16
+            np.testing.assert_allclose(a.astype(np.float32), b, atol=1e-3, rtol=0)
+
+
+def test_float16_hooks_free_each_layer_and_fall_back_when_they_cannot(tiny, monkeypatch):
+    """The capture path hands None on in place of each layer's weights (so the model keeps
+    none of them); a model whose attention modules give no weights uses the plain path."""
+    from analysis.attention import extract as extract_module
+
+    monkeypatch.setattr(extract_module, "FLOAT16_ABOVE_BYTES", 0)
+    loaded = tiny("llama")
+    seen = []
+    real_forward = extract_module._forward
+
+    def spy(loaded_, inputs):
+        output = real_forward(loaded_, inputs)
+        seen.append(output.attentions)
+        return output
+
+    monkeypatch.setattr(extract_module, "_forward", spy)
+    run = extract(loaded, SENTENCE)
+    assert run.attentions.dtype == np.float16
+    assert len(seen) == 1 and not seen[0]  # nothing kept by the model's own recorders
+    monkeypatch.setattr(extract_module, "_attention_recorders", lambda model: None)
+    seen.clear()
+    fallback = extract(loaded, SENTENCE)
+    assert len(seen) == 1 and len(seen[0]) == LAYERS
+    np.testing.assert_array_equal(fallback.attentions, run.attentions)
+
+
+def test_every_analysis_accepts_float16_attentions(tiny, monkeypatch):
+    from analysis.attention import extract as extract_module
+    from analysis.attention.flow import attention_flow
+    from analysis.attention.head_stats import head_summary, head_thumbnails
+    from analysis.attention.rollout import attention_rollout
+    from analysis.attention.views import ViewSpec, make_view
+    from analysis.graph.layered import layered_graph
+    from analysis.graph.metrics import analyze_graph
+    from analysis.graph.rules import SparsifyRule
+
+    loaded = tiny("llama")
+    full = extract(loaded, SENTENCE)
+    monkeypatch.setattr(extract_module, "FLOAT16_ABOVE_BYTES", 0)
+    half = extract(loaded, SENTENCE)
+    for spec in (ViewSpec(kind="head", layer=1, head=2), ViewSpec(kind="mean"), ViewSpec(kind="max"),
+                 ViewSpec(kind="rollout"), ViewSpec(kind="mean", merge_words=True, drop_special=True)):  # fmt: skip
+        a, b = make_view(half, spec), make_view(full, spec)
+        assert a.matrix.dtype == np.float64
+        np.testing.assert_allclose(a.matrix, b.matrix, atol=2e-3)
+    np.testing.assert_allclose(attention_rollout(half.attentions), attention_rollout(full.attentions), atol=2e-3)
+    for key, value in head_summary(half.attentions, half.special_mask).items():
+        np.testing.assert_allclose(value, head_summary(full.attentions, full.special_mask)[key], atol=1e-2)
+    np.testing.assert_allclose(head_thumbnails(half.attentions, 4), head_thumbnails(full.attentions, 4), atol=1e-3)
+    np.testing.assert_allclose(
+        attention_flow(half.attentions, 3), attention_flow(full.attentions, 3), atol=5e-3
+    )
+    rule = SparsifyRule()
+    assert layered_graph(half.attentions, 1, rule).node_token.size > 0
+    view = make_view(half, ViewSpec(kind="mean"))
+    assert analyze_graph(view.matrix, rule).weights.size > 0
+
+
+def test_a_float16_run_is_written_as_float32(tiny, monkeypatch, tmp_path):
+    from analysis.attention import extract as extract_module
+    from analysis.io.folder import write_attention_npz
+
+    monkeypatch.setattr(extract_module, "FLOAT16_ABOVE_BYTES", 0)
+    run = extract(tiny("gpt2"), SENTENCE)
+    write_attention_npz(tmp_path / "a.npz", run)
+    with np.load(tmp_path / "a.npz", allow_pickle=False) as npz:
+        assert npz["attentions"].dtype == np.float32
+        np.testing.assert_array_equal(npz["attentions"], run.attentions.astype(np.float32))

@@ -117,7 +117,7 @@ def test_a_missing_path_says_it_does_not_exist(tmp_path):
 def test_a_file_is_not_a_model_folder(tmp_path):
     path = tmp_path / "weights.bin"
     path.write_bytes(b"x")
-    with pytest.raises(ModelLoadError, match="is a file, not a model folder"):
+    with pytest.raises(ModelLoadError, match="is a file, not a model folder or a GGUF file"):
         load_model(str(path))
 
 
@@ -234,3 +234,59 @@ def test_missing_weights_are_listed_or_refused(tmp_path, tiny_model_dir, fresh_m
     loaded = load_model(str(folder))  # a few missing: loads, and says which
     assert loaded.missing_weights and all("layer.1." in k for k in loaded.missing_weights)
     assert load_model(str(tiny_model_dir("bert"))).missing_weights == ()
+
+
+# --- names, generation facts, GGUF sources --------------------------------------------------
+
+
+def test_minilm_is_a_synonym_of_default(fresh_model_cache):
+    default = load_model("default")
+    assert load_model("minilm") is default
+    assert load_model("MiniLM") is default
+    assert default.facts.source == "default"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_decoders_load_with_their_language_model_head(family, tiny_model_dir):
+    loaded = load_model(str(tiny_model_dir(family)))
+    if family in DECODER_FAMILIES:
+        assert loaded.facts.can_generate
+        assert loaded.lm_model is not None and loaded.lm_model.base_model is loaded.model
+        assert type(loaded.model).__name__.endswith("Model")  # the base stack, as before
+        assert not loaded.lm_model.training
+    else:
+        assert not loaded.facts.can_generate and loaded.lm_model is None
+    assert not loaded.facts.has_chat_template  # the tiny tokenizers have none
+    assert loaded.gguf_file is None and not loaded.converted
+
+
+def test_a_decoder_saved_without_its_head_loads_but_cannot_generate(tmp_path, tiny_model_dir, fresh_model_cache):
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "headless"
+    shutil.copytree(tiny_model_dir("llama"), folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["tie_word_embeddings"] = False
+    (folder / "config.json").write_text(json.dumps(config))
+    weights = load_file(folder / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if not k.startswith("lm_head")}, folder / "model.safetensors")
+    loaded = load_model(str(folder))
+    assert loaded.lm_model is None and not loaded.facts.can_generate
+    assert loaded.missing_weights == ()  # the head is not something attention needs
+    assert type(loaded.model).__name__ == "LlamaModel"
+
+
+def test_a_chat_template_is_a_fact(tmp_path, tiny_model_dir, fresh_model_cache):
+    folder = tmp_path / "chat"
+    shutil.copytree(tiny_model_dir("qwen2"), folder)
+    (folder / "chat_template.jinja").write_text(
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    )
+    assert load_model(str(folder)).facts.has_chat_template
+
+
+def test_a_file_that_is_neither_folder_nor_gguf(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    with pytest.raises(ModelLoadError, match="is a file, not a model folder or a GGUF file"):
+        load_model(str(path))
