@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from analysis.contributions import KINDS
 from analysis.contributions._families import ENCODER_DECODER_MESSAGE
 from analysis.contributions.capture import capture_layers
 from analysis.contributions.combine import normalise_rows_in_place, rollout_layers
@@ -13,8 +14,6 @@ from analysis.progress import CancelCheck, ProgressCallback, raise_if_cancelled,
 from analysis.run import ENCODER_DECODER, AttentionRun
 
 __all__ = ["KINDS", "contributions_for_run", "token_type_ids_of"]
-
-KINDS = ("value_norm", "alti", "value_zeroing")
 
 # Share of the progress bar the quick steps take when value zeroing follows them.
 _QUICK_SHARE = 0.05

@@ -88,7 +88,8 @@ def _alti_raw(capture: LayerCapture, layer: int) -> torch.Tensor:
     """One layer's ALTI scores ``max(0, ||x~_i||_1 - ||x~_i - T_i(x_j)||_1)``, ``[T, T]``.
 
     The pair vectors ``C_ij`` are made a few keys ``j`` at a time for all queries (one
-    batched product of ``[T_i, H] @ [H, D]`` per key) and reduced to L1 distances at once.
+    batched product of ``[T_i, H] @ [H, D]`` per key, subtracted from the output in the
+    same product) and reduced to L1 distances at once.
     """
     attention = capture.attentions[layer]  # [H, T, T]
     t = attention.shape[-1]
@@ -107,10 +108,12 @@ def _alti_raw(capture: LayerCapture, layer: int) -> torch.Tensor:
         j1 = min(t, j0 + keys)
         i0 = j0 if capture.is_causal else 0  # causal: queries before j0 cannot see it
         pairs = buffer[: (j1 - j0) * (t - i0) * d].view(j1 - j0, t - i0, d)
-        torch.bmm(a_by_key[j0:j1, i0:], f_by_key[j0:j1], out=pairs)  # [B, T_i', D]: C_ij
+        # pairs = target_i - C_ij in one product (saves a pass over the block)
+        wide = target[i0:].expand(j1 - j0, t - i0, d)
+        torch.baddbmm(wide, a_by_key[j0:j1, i0:], f_by_key[j0:j1], alpha=-1.0, out=pairs)
         own = torch.arange(j0, j1, device=f.device)
-        pairs[own - j0, own - i0] += residual[j0:j1]
-        dist = pairs.sub_(target[None, i0:]).abs_().sum(dim=-1)  # [B, T_i']
+        pairs[own - j0, own - i0] -= residual[j0:j1]  # T_i(x_i) holds the residual
+        dist = pairs.abs_().sum(dim=-1)  # [B, T_i']: || target_i - T_i(x_j) ||_1
         if scale is not None:
             dist.div_(scale[None, i0:])
         raw_by_key[j0:j1, i0:] = torch.clamp_(l1_out[None, i0:] - dist, min=0.0)
