@@ -291,9 +291,7 @@ def _checked_ids(loaded: LoadedModel, ids) -> list[int]:
         raise InputError(f"a token id is outside the vocabulary of {loaded.facts.name}")
     limit = loaded.facts.max_positions
     if len(id_list) > limit:
-        raise InputError(
-            f"{len(id_list)} tokens are more than {loaded.facts.name} reads ({limit})"
-        )
+        raise InputError(f"{len(id_list)} tokens are more than {loaded.facts.name} reads ({limit})")
     return id_list
 
 
@@ -311,7 +309,9 @@ def _text_offsets_words(tokenizer, ids: list[int], special: np.ndarray, text: st
     decoded = "".join(pieces)
     text = decoded if text is None else text
     if text == decoded:
-        encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        encoding = tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
         if list(encoding["input_ids"]) == ids:  # the text re-tokenizes to these very ids
             offsets = np.asarray(encoding["offset_mapping"], dtype=np.int64).reshape(-1, 2)
             words = encoding.word_ids()
@@ -643,7 +643,9 @@ def _self_attentions(loaded: LoadedModel, inputs: dict, tokens: int):
     dtype = attention_dtype(facts.num_layers, facts.num_heads, tokens)
     if dtype == np.float16:
         start = time.perf_counter()
-        captured = _capture_forward(loaded, inputs, (facts.num_layers, facts.num_heads, tokens), dtype)
+        captured = _capture_forward(
+            loaded, inputs, (facts.num_layers, facts.num_heads, tokens), dtype
+        )
         if captured is not None:
             return _read_only(captured), time.perf_counter() - start, 0.0
     start = time.perf_counter()
@@ -706,7 +708,11 @@ def _capture_forward(loaded: LoadedModel, inputs: dict, shape: tuple[int, int, i
         position = index % len(output)
         weights = output[position]
         layer = state["filled"]
-        if weights is None or layer >= layers or tuple(weights.shape[1:]) != (heads, tokens, tokens):
+        if (
+            weights is None
+            or layer >= layers
+            or tuple(weights.shape[1:]) != (heads, tokens, tokens)
+        ):
             state["failed"] = True
             return None
         out[layer] = weights[0].detach().to("cpu", torch.float32).numpy()

@@ -60,33 +60,98 @@ def build_parser() -> argparse.ArgumentParser:
         help="a decoder: 'smollm2' (the embedded SmolLM2-135M-Instruct, default), a GGUF file, "
         "a local folder or a hub id already in the local cache",
     )
-    source.add_argument("--allow-pickle", action="store_true", help="allow loading pickle (.bin) weights, which can run code")
+    source.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow loading pickle (.bin) weights, which can run code",
+    )
     chat = source.add_mutually_exclusive_group()
-    chat.add_argument("--chat", dest="chat", action="store_true", default=None, help="put the prompt in the chat template (default when the model has one)")
-    chat.add_argument("--no-chat", dest="chat", action="store_false", help="continue the prompt as plain text")
+    chat.add_argument(
+        "--chat",
+        dest="chat",
+        action="store_true",
+        default=None,
+        help="put the prompt in the chat template (default when the model has one)",
+    )
+    chat.add_argument(
+        "--no-chat", dest="chat", action="store_false", help="continue the prompt as plain text"
+    )
 
     gen = parser.add_argument_group("generation")
-    gen.add_argument("--max-new-tokens", type=int, default=32, help="generate at most this many tokens (default 32)")
-    gen.add_argument("--sample", action="store_true", help="sample each token instead of taking the most likely one")
-    gen.add_argument("--temperature", type=float, default=1.0, help="divides the logits (default 1.0)")
-    gen.add_argument("--top-k", type=int, default=0, help="with --sample: keep the k most likely tokens (default 0: all)")
-    gen.add_argument("--top-p", type=float, default=1.0, help="with --sample: keep the most likely tokens that cover this probability (default 1.0: all)")
-    gen.add_argument("--seed", type=int, help="with --sample: seed of the draws (default: a random one, written to generation.json)")
-    gen.add_argument("--candidates", type=int, default=10, help="top candidates recorded per step (default 10)")
-    gen.add_argument("--no-stop", action="store_true", help="go on after the end of the model's turn")
+    gen.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=32,
+        help="generate at most this many tokens (default 32)",
+    )
+    gen.add_argument(
+        "--sample",
+        action="store_true",
+        help="sample each token instead of taking the most likely one",
+    )
+    gen.add_argument(
+        "--temperature", type=float, default=1.0, help="divides the logits (default 1.0)"
+    )
+    gen.add_argument(
+        "--top-k",
+        type=int,
+        default=0,
+        help="with --sample: keep the k most likely tokens (default 0: all)",
+    )
+    gen.add_argument(
+        "--top-p",
+        type=float,
+        default=1.0,
+        help="with --sample: keep the most likely tokens that cover this probability (default 1.0: all)",
+    )
+    gen.add_argument(
+        "--seed",
+        type=int,
+        help="with --sample: seed of the draws (default: a random one, written to generation.json)",
+    )
+    gen.add_argument(
+        "--candidates", type=int, default=10, help="top candidates recorded per step (default 10)"
+    )
+    gen.add_argument(
+        "--no-stop", action="store_true", help="go on after the end of the model's turn"
+    )
 
     view = parser.add_argument_group("view and graph")
-    view.add_argument("--view", choices=GRAPH_VIEWS, help="head, mean or max over heads, or rollout (default: mean, or head with --head)")
+    view.add_argument(
+        "--view",
+        choices=GRAPH_VIEWS,
+        help="head, mean or max over heads, or rollout (default: mean, or head with --head)",
+    )
     view.add_argument("--layer", type=int, default=-1, help="layer (default: the last)")
     view.add_argument("--head", type=int, help="head, for --view head (default 0)")
     view.add_argument("--words", action="store_true", help="merge sub-word tokens into words")
-    view.add_argument("--no-special", action="store_true", help="drop special tokens and renormalise rows")
-    view.add_argument("--sparsify", choices=SPARSIFY_MODES, default="coverage", help="edge rule (default: per query, the strongest edges covering --coverage of its attention)")
-    view.add_argument("--coverage", type=float, default=0.9, help="share of each query's attention the kept edges cover (default 0.9)")
-    view.add_argument("--min-weight", type=float, default=0.0, help="drop edges lighter than this (default 0)")
-    view.add_argument("--no-graph", action="store_true", help="skip the graph: edges.csv then lists every nonzero entry")
+    view.add_argument(
+        "--no-special", action="store_true", help="drop special tokens and renormalise rows"
+    )
+    view.add_argument(
+        "--sparsify",
+        choices=SPARSIFY_MODES,
+        default="coverage",
+        help="edge rule (default: per query, the strongest edges covering --coverage of its attention)",
+    )
+    view.add_argument(
+        "--coverage",
+        type=float,
+        default=0.9,
+        help="share of each query's attention the kept edges cover (default 0.9)",
+    )
+    view.add_argument(
+        "--min-weight", type=float, default=0.0, help="drop edges lighter than this (default 0)"
+    )
+    view.add_argument(
+        "--no-graph",
+        action="store_true",
+        help="skip the graph: edges.csv then lists every nonzero entry",
+    )
 
-    parser.add_argument("--out", type=Path, required=True, help="folder to write (created if missing)")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder to write (created if missing)"
+    )
     return parser
 
 

@@ -71,9 +71,13 @@ class LogitLens:
 
     def __init__(self, lm_model, *, screen: bool | None = None):
         self.norm = _final_norm(lm_model)
-        head = lm_model.get_output_embeddings() if hasattr(lm_model, "get_output_embeddings") else None
+        head = (
+            lm_model.get_output_embeddings() if hasattr(lm_model, "get_output_embeddings") else None
+        )
         weight = getattr(head, "weight", None)
-        self.available = self.norm is not None and isinstance(weight, torch.Tensor) and weight.ndim == 2
+        self.available = (
+            self.norm is not None and isinstance(weight, torch.Tensor) and weight.ndim == 2
+        )
         self.kernel = "float32"
         if not self.available:
             return
@@ -125,7 +129,9 @@ class LogitLens:
         if self.bias is not None:
             approx += self.bias
         best = approx.max(dim=1).values
-        rows, cols = torch.nonzero(approx >= (best - self._margin(normed, best))[:, None], as_tuple=True)
+        rows, cols = torch.nonzero(
+            approx >= (best - self._margin(normed, best))[:, None], as_tuple=True
+        )
         exact = (self.weight[cols].to(torch.float32) * normed[rows]).sum(dim=1)
         if self.bias is not None:
             exact = exact + self.bias[cols]

@@ -160,7 +160,9 @@ def end_of_turn_ids(loaded: LoadedModel, chat: bool = True) -> frozenset[int]:
 def _check_settings(max_new_tokens, temperature, top_k, top_p, top) -> None:
     def whole(value, name, least):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise GenerationError(f"{name} must be a whole number of at least {least}, not {value!r}")
+            raise GenerationError(
+                f"{name} must be a whole number of at least {least}, not {value!r}"
+            )
 
     whole(max_new_tokens, "the number of new tokens", 1)
     whole(top_k, "top-k", 0)
@@ -192,7 +194,9 @@ def _returned_cache(output):
         value = getattr(output, name, None)
         if value is not None:
             return value
-    raise GenerationError("the model returned no key/value cache, so it cannot generate step by step")
+    raise GenerationError(
+        "the model returned no key/value cache, so it cannot generate step by step"
+    )
 
 
 class _TextStream:
@@ -350,7 +354,11 @@ def generate_steps(
                 top_probs, top_ids = torch.topk(probs, min(int(top), probs.shape[-1]))
                 top_ids_list = [int(i) for i in top_ids]
                 top_pairs = tuple(
-                    zip(tokenizer.convert_ids_to_tokens(top_ids_list), (float(p) for p in top_probs), strict=True)
+                    zip(
+                        tokenizer.convert_ids_to_tokens(top_ids_list),
+                        (float(p) for p in top_probs),
+                        strict=True,
+                    )
                 )
             else:
                 top_ids_list, top_pairs = [], ()

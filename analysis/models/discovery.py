@@ -105,7 +105,9 @@ def find_gguf_models(home: str | os.PathLike | None = None) -> list[FoundModel]:
     found += _ollama(_env_path("OLLAMA_MODELS", explicit) or home / ".ollama" / "models")
     for root in (home / ".lmstudio" / "models", home / ".cache" / "lm-studio" / "models"):
         found += _gguf_files(root, "lmstudio")
-    found += _gguf_files(_env_path("LLAMA_CACHE", explicit) or home / ".cache" / "llama.cpp", "llama.cpp")
+    found += _gguf_files(
+        _env_path("LLAMA_CACHE", explicit) or home / ".cache" / "llama.cpp", "llama.cpp"
+    )
     found += _hf_cache(_hub_cache(home, explicit))
     unique: dict[str, FoundModel] = {}
     for model in found:

@@ -120,7 +120,19 @@ def embedded_chat_model_path() -> Path:
 # --- the header -------------------------------------------------------------------------
 
 # value types of GGUF metadata (little-endian): fixed-size ones and their struct formats
-_SCALAR = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_SCALAR = {
+    0: "B",
+    1: "b",
+    2: "H",
+    3: "h",
+    4: "I",
+    5: "i",
+    6: "f",
+    7: "?",
+    10: "Q",
+    11: "q",
+    12: "d",
+}
 _STRING, _ARRAY = 8, 9
 
 
@@ -552,7 +564,9 @@ def convert_gguf(
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise GGUFError(f"cannot create the cache folder '{root}': {error.strerror or error}") from error
+        raise GGUFError(
+            f"cannot create the cache folder '{root}': {error.strerror or error}"
+        ) from error
     partial = root / f"{_PARTIAL_PREFIX}{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         _write_conversion(path, partial, architecture, progress)
@@ -638,7 +652,9 @@ def _write_conversion(path: Path, folder: Path, architecture: str, progress) -> 
                 source_dir, gguf_file=file_name, local_files_only=True, trust_remote_code=False
             )
             if progress:
-                progress(f"Dequantizing {path.name} to float32 (once; later loads use the cache)...")
+                progress(
+                    f"Dequantizing {path.name} to float32 (once; later loads use the cache)..."
+                )
             model = model_class.from_pretrained(
                 source_dir,
                 gguf_file=file_name,

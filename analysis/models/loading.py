@@ -37,10 +37,10 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -485,7 +485,9 @@ def _load_weights(folder: Path, source: str, config, *, use_safetensors: bool):
     if base is model:  # no separate base stack: analyse the whole model
         return model, model, missing
     head_missing = bool(head) and any(name in missing for name in head)
-    missing = tuple(_strip_prefix(name, model.base_model_prefix) for name in missing if name not in head)
+    missing = tuple(
+        _strip_prefix(name, model.base_model_prefix) for name in missing if name not in head
+    )
     return base, (None if head_missing else model), missing
 
 

@@ -465,7 +465,9 @@ def test_float16_runs_are_within_1e3_of_float32(family, tiny, monkeypatch):
     monkeypatch.setattr(extract_module, "FLOAT16_ABOVE_BYTES", 0)
     half = extract(loaded, SENTENCE)
     assert half.attentions.dtype == np.float16 and not half.attentions.flags.writeable
-    np.testing.assert_allclose(half.attentions.astype(np.float32), full.attentions, atol=1e-3, rtol=0)
+    np.testing.assert_allclose(
+        half.attentions.astype(np.float32), full.attentions, atol=1e-3, rtol=0
+    )
     if family in ENCODER_DECODER_FAMILIES:
         for name in ("decoder_attentions", "cross_attentions"):
             a, b = getattr(half, name), getattr(full, name)
@@ -518,10 +520,16 @@ def test_every_analysis_accepts_float16_attentions(tiny, monkeypatch):
         a, b = make_view(half, spec), make_view(full, spec)
         assert a.matrix.dtype == np.float64
         np.testing.assert_allclose(a.matrix, b.matrix, atol=2e-3)
-    np.testing.assert_allclose(attention_rollout(half.attentions), attention_rollout(full.attentions), atol=2e-3)
+    np.testing.assert_allclose(
+        attention_rollout(half.attentions), attention_rollout(full.attentions), atol=2e-3
+    )
     for key, value in head_summary(half.attentions, half.special_mask).items():
-        np.testing.assert_allclose(value, head_summary(full.attentions, full.special_mask)[key], atol=1e-2)
-    np.testing.assert_allclose(head_thumbnails(half.attentions, 4), head_thumbnails(full.attentions, 4), atol=1e-3)
+        np.testing.assert_allclose(
+            value, head_summary(full.attentions, full.special_mask)[key], atol=1e-2
+        )
+    np.testing.assert_allclose(
+        head_thumbnails(half.attentions, 4), head_thumbnails(full.attentions, 4), atol=1e-3
+    )
     np.testing.assert_allclose(
         attention_flow(half.attentions, 3), attention_flow(full.attentions, 3), atol=5e-3
     )

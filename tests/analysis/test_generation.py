@@ -40,7 +40,7 @@ def _reference(lm, ids):
 def _lens_reference(lm, hidden_states):
     """float32 logit lens of layers 1 .. L-1 and each row's top-2 margin."""
     base = lm.base_model
-    norm = getattr(base, "norm", None) or getattr(base, "ln_f")
+    norm = getattr(base, "norm", None) or base.ln_f
     weight = lm.get_output_embeddings().weight.float()
     with torch.inference_mode():
         logits = norm(torch.stack(hidden_states[1:-1])) @ weight.T
@@ -94,7 +94,9 @@ def test_the_run_equals_raw_transformers_on_the_same_ids(chat_loaded, greedy):
     assert run.attentions.dtype == np.float32
     assert run.attentions.shape == (30, 9, run.num_tokens, run.num_tokens)
     with torch.inference_mode():
-        out = chat_loaded.model(input_ids=torch.tensor([list(generation.ids)]), output_attentions=True)
+        out = chat_loaded.model(
+            input_ids=torch.tensor([list(generation.ids)]), output_attentions=True
+        )
     raw = np.stack([a[0].numpy() for a in out.attentions])
     np.testing.assert_allclose(run.attentions, raw, atol=1e-5, rtol=0)
     assert run.timings["generate"] == pytest.approx(generation.seconds)
@@ -121,9 +123,13 @@ def test_the_top_candidates_are_the_softmax_of_the_logits(chat_loaded):
         probs = torch.softmax(logits / 0.7, dim=-1)
         assert len(step.top) == 8 and step.top[0][1] >= step.top[-1][1]
         assert list(step.top_ids) == torch.topk(probs, 8).indices.tolist()
-        np.testing.assert_allclose([p for _, p in step.top], torch.topk(probs, 8).values.numpy(), atol=1e-5)
+        np.testing.assert_allclose(
+            [p for _, p in step.top], torch.topk(probs, 8).values.numpy(), atol=1e-5
+        )
         assert step.prob == pytest.approx(float(probs[step.id]), abs=1e-5)
-        assert [t for t, _ in step.top] == chat_loaded.tokenizer.convert_ids_to_tokens(list(step.top_ids))
+        assert [t for t, _ in step.top] == chat_loaded.tokenizer.convert_ids_to_tokens(
+            list(step.top_ids)
+        )
 
 
 def test_the_logit_lens_of_the_last_layer_is_the_models_prediction(chat_loaded, greedy):
@@ -134,14 +140,18 @@ def test_the_logit_lens_of_the_last_layer_is_the_models_prediction(chat_loaded, 
         logits, hidden = _reference(lm, generation.ids[: step.position])
         assert step.lens_ids[-1] == int(logits.argmax()) == step.id  # greedy: the chosen token
         expected, margins = _lens_reference(lm, hidden)
-        for layer, (got, want, margin) in enumerate(zip(step.lens_ids[:-1], expected, margins, strict=True)):
+        for layer, (got, want, margin) in enumerate(
+            zip(step.lens_ids[:-1], expected, margins, strict=True)
+        ):
             assert got == want or margin < 1e-3, (step.index, layer)
         assert list(step.lens) == chat_loaded.tokenizer.convert_ids_to_tokens(list(step.lens_ids))
 
 
 def test_the_screened_lens_equals_the_float32_lens(chat_loaded):
     lm = chat_loaded.lm_model
-    ids = chat_loaded.tokenizer("The quick brown fox jumps over the lazy dog; then it sleeps.")["input_ids"]
+    ids = chat_loaded.tokenizer("The quick brown fox jumps over the lazy dog; then it sleeps.")[
+        "input_ids"
+    ]
     with torch.inference_mode():
         out = lm(input_ids=torch.tensor([ids]), output_hidden_states=True)
     hidden = torch.cat([h[0] for h in out.hidden_states[1:-1]])  # every layer, every position
@@ -171,7 +181,9 @@ def test_sampling_with_a_seed_is_reproducible(chat_loaded):
 
 def test_sampling_with_top_k_one_is_greedy(chat_loaded):
     greedy = generate_steps(chat_loaded, STORY, max_new_tokens=4, lens=False)
-    sampled = generate_steps(chat_loaded, STORY, max_new_tokens=4, sample=True, top_k=1, seed=3, lens=False)
+    sampled = generate_steps(
+        chat_loaded, STORY, max_new_tokens=4, sample=True, top_k=1, seed=3, lens=False
+    )
     assert sampled.generated_ids == greedy.generated_ids
 
 
@@ -190,7 +202,9 @@ def test_cancelling_mid_generation_keeps_the_tokens_so_far(chat_loaded):
     assert len(generation.steps) == 3 and list(generation.steps) == streamed
     assert run.num_tokens == generation.prompt_length + 3
     assert "cancelled after 3 tokens" in run.notice
-    uncancelled = generate_steps(chat_loaded, STORY, max_new_tokens=3, stop_at_end_of_turn=False, lens=False)
+    uncancelled = generate_steps(
+        chat_loaded, STORY, max_new_tokens=3, stop_at_end_of_turn=False, lens=False
+    )
     assert uncancelled.generated_ids == generation.generated_ids
     nothing = generate_steps(chat_loaded, STORY, cancelled=lambda: True)
     assert nothing.steps == () and nothing.stop_reason == "cancelled"
@@ -202,7 +216,7 @@ def test_on_token_streams_every_step_in_order(chat_loaded):
     assert tuple(seen) == generation.steps
     assert [s.index for s in seen] == list(range(len(seen)))
     assert [s.position for s in seen] == [generation.prompt_length + i for i in range(len(seen))]
-    assert all(a.seconds <= b.seconds for a, b in zip(seen, seen[1:]))
+    assert all(a.seconds <= b.seconds for a, b in zip(seen, seen[1:], strict=False))
     assert generation.first_token_seconds == seen[0].seconds
 
 
@@ -231,7 +245,9 @@ def test_a_long_text_is_stored_as_float16_within_1e3(chat_loaded, monkeypatch):
     run = generation_run(chat_loaded, generation)
     assert run.attentions.dtype == np.float16 and not run.attentions.flags.writeable
     with torch.inference_mode():
-        out = chat_loaded.model(input_ids=torch.tensor([list(generation.ids)]), output_attentions=True)
+        out = chat_loaded.model(
+            input_ids=torch.tensor([list(generation.ids)]), output_attentions=True
+        )
     raw = np.stack([a[0].numpy() for a in out.attentions])
     np.testing.assert_allclose(run.attentions.astype(np.float32), raw, atol=1e-3, rtol=0)
     assert extract_module.attention_dtype(30, 9, 1024) == np.float16
@@ -251,12 +267,16 @@ def test_the_generation_record_as_json(greedy):
 
 def test_an_encoder_cannot_generate(default_loaded):
     assert not default_loaded.facts.can_generate
-    with pytest.raises(GenerationError, match=r"^all-MiniLM-L6-v2 \(embedded\) is an encoder: .*cannot generate"):
+    with pytest.raises(
+        GenerationError, match=r"^all-MiniLM-L6-v2 \(embedded\) is an encoder: .*cannot generate"
+    ):
         generate(default_loaded, "Hello")
 
 
 def test_an_encoder_decoder_says_generation_is_for_decoders(tiny_decoder):
-    with pytest.raises(GenerationError, match="encoder-decoder model; generation is implemented for decoders only"):
+    with pytest.raises(
+        GenerationError, match="encoder-decoder model; generation is implemented for decoders only"
+    ):
         generate_steps(tiny_decoder("t5"), "Hello")
 
 
@@ -307,7 +327,10 @@ def test_tiny_decoders_generate_like_model_generate(family, tiny_decoder):
     ids = torch.tensor([list(generation.prompt_ids)])
     with torch.inference_mode():
         expected = loaded.lm_model.generate(
-            ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=8,
+            do_sample=False,
             pad_token_id=loaded.tokenizer.eos_token_id,
         )
     assert list(generation.generated_ids) == expected[0, ids.shape[1] :].tolist()
@@ -315,11 +338,16 @@ def test_tiny_decoders_generate_like_model_generate(family, tiny_decoder):
         logits, hidden = _reference(loaded.lm_model, generation.ids[: step.position])
         assert step.lens_ids[-1] == int(logits.argmax())
         expected_lens, margins = _lens_reference(loaded.lm_model, hidden)
-        assert all(g == w or m < 1e-4 for g, w, m in zip(step.lens_ids[:-1], expected_lens, margins, strict=True))
+        assert all(
+            g == w or m < 1e-4
+            for g, w, m in zip(step.lens_ids[:-1], expected_lens, margins, strict=True)
+        )
     run = generation_run(loaded, generation)
     with torch.inference_mode():
         out = loaded.model(input_ids=torch.tensor([list(generation.ids)]), output_attentions=True)
-    np.testing.assert_allclose(run.attentions, np.stack([a[0].numpy() for a in out.attentions]), atol=1e-5)
+    np.testing.assert_allclose(
+        run.attentions, np.stack([a[0].numpy() for a in out.attentions]), atol=1e-5
+    )
 
 
 def test_records_need_no_torch():
@@ -332,7 +360,9 @@ def test_records_need_no_torch():
 # --- the command line ------------------------------------------------------------------------
 
 
-def test_cli_generate_writes_the_folder_and_generation_json(chat_loaded, chat_cache_dir, monkeypatch, tmp_path, capsys):
+def test_cli_generate_writes_the_folder_and_generation_json(
+    chat_loaded, chat_cache_dir, monkeypatch, tmp_path, capsys
+):
     from analysis.cli import command_main
 
     monkeypatch.setenv("ATLAS_CACHE_DIR", str(chat_cache_dir))

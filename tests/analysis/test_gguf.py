@@ -96,11 +96,17 @@ def write_tiny_gguf(path, *, seed: int = 0, name: str = "tiny llama", architectu
     for i in range(LAYERS):
         p = f"model.layers.{i}."
         writer.add_tensor(f"blk.{i}.attn_norm.weight", weights[p + "input_layernorm.weight"])
-        writer.add_tensor(f"blk.{i}.attn_q.weight", _permute(weights[p + "self_attn.q_proj.weight"], HEADS))
-        writer.add_tensor(f"blk.{i}.attn_k.weight", _permute(weights[p + "self_attn.k_proj.weight"], KV_HEADS))
+        writer.add_tensor(
+            f"blk.{i}.attn_q.weight", _permute(weights[p + "self_attn.q_proj.weight"], HEADS)
+        )
+        writer.add_tensor(
+            f"blk.{i}.attn_k.weight", _permute(weights[p + "self_attn.k_proj.weight"], KV_HEADS)
+        )
         writer.add_tensor(f"blk.{i}.attn_v.weight", weights[p + "self_attn.v_proj.weight"])
         writer.add_tensor(f"blk.{i}.attn_output.weight", weights[p + "self_attn.o_proj.weight"])
-        writer.add_tensor(f"blk.{i}.ffn_norm.weight", weights[p + "post_attention_layernorm.weight"])
+        writer.add_tensor(
+            f"blk.{i}.ffn_norm.weight", weights[p + "post_attention_layernorm.weight"]
+        )
         writer.add_tensor(f"blk.{i}.ffn_gate.weight", weights[p + "mlp.gate_proj.weight"])
         writer.add_tensor(f"blk.{i}.ffn_up.weight", weights[p + "mlp.up_proj.weight"])
         writer.add_tensor(f"blk.{i}.ffn_down.weight", weights[p + "mlp.down_proj.weight"])
@@ -184,7 +190,9 @@ def test_not_a_gguf_file(tmp_path):
     assert not gg.is_gguf_file(tmp_path / "missing.gguf")
     with pytest.raises(gg.GGUFError, match="is not a GGUF file"):
         gg.read_gguf_metadata(path)
-    with pytest.raises(ModelLoadError, match=r"^'.*fake.gguf' is named .gguf but is not a GGUF file$"):
+    with pytest.raises(
+        ModelLoadError, match=r"^'.*fake.gguf' is named .gguf but is not a GGUF file$"
+    ):
         load_model(str(path))
 
 
@@ -202,7 +210,9 @@ def test_a_truncated_header_is_one_clear_error(tmp_path, tiny_gguf):
         ("mamba", r"^'a\.gguf' is a GGUF model of architecture 'mamba', which has no attention layers"),
     ],
 )  # fmt: skip
-def test_an_unsupported_architecture_is_one_sentence_naming_it(tmp_path, cache, architecture, message):
+def test_an_unsupported_architecture_is_one_sentence_naming_it(
+    tmp_path, cache, architecture, message
+):
     path = tmp_path / "a.gguf"
     write_header_only_gguf(path, architecture)
     with pytest.raises(ModelLoadError, match=message) as info:
@@ -212,7 +222,9 @@ def test_an_unsupported_architecture_is_one_sentence_naming_it(tmp_path, cache, 
 
 
 def test_a_model_too_large_for_memory_is_refused(tmp_path):
-    with pytest.raises(gg.GGUFError, match=r"has 1000\.0 billion weights: as float32 that is 4000\.0 GB"):
+    with pytest.raises(
+        gg.GGUFError, match=r"has 1000\.0 billion weights: as float32 that is 4000\.0 GB"
+    ):
         gg._check_room(tmp_path / "huge.gguf", {"parameter_count": 10**12}, tmp_path)
 
 
@@ -234,7 +246,9 @@ def test_a_gguf_file_loads_and_equals_the_model_it_holds(tiny_gguf, cache):
     assert loaded.model.config._attn_implementation == "eager"
     assert next(loaded.model.parameters()).dtype == torch.float32
     run = extract(loaded, "The quick brown fox jumps over the lazy dog.")
-    np.testing.assert_allclose(run.attentions, _raw_attentions(model, run.input_ids), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(
+        run.attentions, _raw_attentions(model, run.input_ids), atol=1e-5, rtol=0
+    )
     # the cache folder is an ordinary model folder; nothing was written beside the file
     names = {p.name for p in loaded.folder.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", gg.MARKER} <= names
@@ -294,7 +308,9 @@ def test_a_changed_file_is_converted_again_and_the_old_conversion_goes(tmp_path,
     assert not first.folder.exists()  # the stale conversion of the same file was removed
     assert [p.name for p in cache.iterdir()] == [second.folder.name]
     changed = extract(second, "Hello world")
-    np.testing.assert_allclose(changed.attentions, _raw_attentions(other, changed.input_ids), atol=1e-5)
+    np.testing.assert_allclose(
+        changed.attentions, _raw_attentions(other, changed.input_ids), atol=1e-5
+    )
     assert not np.allclose(changed.attentions, run.attentions)
 
 
@@ -307,7 +323,9 @@ def test_a_failed_conversion_leaves_nothing_behind(tiny_gguf, cache, monkeypatch
         raise RuntimeError("disk full\nsecond line")  # ... then the process "dies"
 
     monkeypatch.setattr(gg, "_write_conversion", half_then_fail)
-    with pytest.raises(ModelLoadError, match=r"^'tiny-llama.gguf' could not be converted: disk full$"):
+    with pytest.raises(
+        ModelLoadError, match=r"^'tiny-llama.gguf' could not be converted: disk full$"
+    ):
         load_model(str(path))
     assert list(cache.iterdir()) == []  # no partial folder, no final folder
     monkeypatch.setattr(gg, "_write_conversion", real)
@@ -391,12 +409,24 @@ def test_the_chat_model_reads_its_conversion_on_the_second_load(chat_loaded, cha
 # --- discovery ---------------------------------------------------------------------------
 
 
-def _ollama_model(home, name, tag, digest_hex, size, namespace="library", media="application/vnd.ollama.image.model"):
+def _ollama_model(
+    home,
+    name,
+    tag,
+    digest_hex,
+    size,
+    namespace="library",
+    media="application/vnd.ollama.image.model",
+):
     models = home / ".ollama" / "models"
     manifest = models / "manifests" / "registry.ollama.ai" / namespace / name / tag
     manifest.parent.mkdir(parents=True, exist_ok=True)
     layers = [
-        {"mediaType": "application/vnd.ollama.image.template", "digest": "sha256:" + "0" * 64, "size": 10},
+        {
+            "mediaType": "application/vnd.ollama.image.template",
+            "digest": "sha256:" + "0" * 64,
+            "size": 10,
+        },
         {"mediaType": media, "digest": "sha256:" + digest_hex, "size": size},
     ]
     manifest.write_text(json.dumps({"schemaVersion": 2, "layers": layers}))
@@ -415,13 +445,26 @@ def _file(path, size=64):
 def test_discovery_finds_ollama_models(tmp_path):
     blob = _ollama_model(tmp_path, "llama3.2", "1b", "ab" * 32, 100)
     other = _ollama_model(tmp_path, "tiny", "q4", "cd" * 32, 80, namespace="someone")
-    _ollama_model(tmp_path, "vision", "latest", "ef" * 32, 50, media="application/vnd.ollama.image.projector")
+    _ollama_model(
+        tmp_path, "vision", "latest", "ef" * 32, 50, media="application/vnd.ollama.image.projector"
+    )
     broken = tmp_path / ".ollama/models/manifests/registry.ollama.ai/library/broken/latest"
     broken.parent.mkdir(parents=True)
     broken.write_text("{not json")
     missing = tmp_path / ".ollama/models/manifests/registry.ollama.ai/library/gone/latest"
     missing.parent.mkdir(parents=True)
-    missing.write_text(json.dumps({"layers": [{"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:" + "99" * 32}]}))
+    missing.write_text(
+        json.dumps(
+            {
+                "layers": [
+                    {
+                        "mediaType": "application/vnd.ollama.image.model",
+                        "digest": "sha256:" + "99" * 32,
+                    }
+                ]
+            }
+        )
+    )
     found = find_gguf_models(tmp_path)
     assert found == [
         FoundModel("llama3.2:1b", blob, 100, "ollama"),
@@ -495,7 +538,18 @@ def test_discovered_models_load(tmp_path, tiny_gguf, cache):
     manifest = models / "manifests/registry.ollama.ai/library/tiny/latest"
     manifest.parent.mkdir(parents=True)
     digest = "12" * 32
-    manifest.write_text(json.dumps({"layers": [{"mediaType": "application/vnd.ollama.image.model", "digest": f"sha256:{digest}"}]}))
+    manifest.write_text(
+        json.dumps(
+            {
+                "layers": [
+                    {
+                        "mediaType": "application/vnd.ollama.image.model",
+                        "digest": f"sha256:{digest}",
+                    }
+                ]
+            }
+        )
+    )
     (models / "blobs").mkdir()
     shutil.copy(tiny_gguf[0], models / "blobs" / f"sha256-{digest}")
     [found] = find_gguf_models(tmp_path / "home")

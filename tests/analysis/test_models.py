@@ -260,7 +260,9 @@ def test_decoders_load_with_their_language_model_head(family, tiny_model_dir):
     assert loaded.gguf_file is None and not loaded.converted
 
 
-def test_a_decoder_saved_without_its_head_loads_but_cannot_generate(tmp_path, tiny_model_dir, fresh_model_cache):
+def test_a_decoder_saved_without_its_head_loads_but_cannot_generate(
+    tmp_path, tiny_model_dir, fresh_model_cache
+):
     from safetensors.torch import load_file, save_file
 
     folder = tmp_path / "headless"
@@ -269,7 +271,10 @@ def test_a_decoder_saved_without_its_head_loads_but_cannot_generate(tmp_path, ti
     config["tie_word_embeddings"] = False
     (folder / "config.json").write_text(json.dumps(config))
     weights = load_file(folder / "model.safetensors")
-    save_file({k: v for k, v in weights.items() if not k.startswith("lm_head")}, folder / "model.safetensors")
+    save_file(
+        {k: v for k, v in weights.items() if not k.startswith("lm_head")},
+        folder / "model.safetensors",
+    )
     loaded = load_model(str(folder))
     assert loaded.lm_model is None and not loaded.facts.can_generate
     assert loaded.missing_weights == ()  # the head is not something attention needs
