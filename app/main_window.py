@@ -195,6 +195,8 @@ class MainWindow(QMainWindow):
         self.input_panel.analyse_requested.connect(self.analyse)
         self.input_panel.cancel_requested.connect(self.cancel)
         self.input_panel.file_error.connect(self.show_error)
+        self.input_panel.texts_changed.connect(self._on_texts_edited)
+        self.session.events.stale.connect(self._on_stale)
         self.model_box.activated.connect(self._on_model_chosen)
         self.host.busy_changed.connect(self.input_panel.set_busy)
         self.host.settled.connect(self._on_settled)
@@ -257,6 +259,17 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getOpenFileName(self, "Open a text", "", "Text files (*.txt *.md);;All files (*)")
         if path:
             self.input_panel.load_file(path)
+
+    def _on_texts_edited(self) -> None:
+        self.session.set_texts(self.input_panel.text(), self.input_panel.pair())
+
+    def _on_stale(self, stale: bool) -> None:
+        """Say when the shown result no longer matches the text or the model."""
+        if stale:
+            self.status_notice.setText("Out of date: the text or the model changed. Ctrl+Enter analyses it.")
+        else:
+            run = self.session.run
+            self.status_notice.setText((run.notice or "") if run is not None else "")
 
     def _warm_up(self) -> None:
         """Load the chosen model in the background while the person types."""

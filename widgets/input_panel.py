@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -52,6 +52,7 @@ class InputPanel(QWidget):
     analyse_requested = Signal()
     cancel_requested = Signal()
     file_error = Signal(str)
+    texts_changed = Signal()  # the text or the pair was edited (debounced a little)
 
     def __init__(self, samples: list[dict] | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -94,6 +95,13 @@ class InputPanel(QWidget):
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.message.setObjectName("inputMessage")
+
+        self._edited = QTimer(self)
+        self._edited.setSingleShot(True)
+        self._edited.setInterval(250)
+        self._edited.timeout.connect(self.texts_changed)
+        for signal in (self.text_edit.textChanged, self.pair_edit.textChanged, self.pair_check.toggled):
+            signal.connect(self._edited.start)
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.analyse_button, 1)

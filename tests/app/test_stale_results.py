@@ -181,3 +181,14 @@ def test_a_new_analysis_clears_the_path_highlight(qtbot, analysed):
     assert canvas.highlighted_path() == [] and window.heatmap.path_cells() == []
     assert canvas.source() is None and canvas.target() is None
     assert "Path:" not in window.graph_panel.info.text()
+
+
+def test_editing_the_text_marks_the_result_out_of_date(qtbot, analysed):
+    window = analysed
+    assert "Out of date" not in window.status_notice.text()
+    window.input_panel.text_edit.insertPlainText(" And more.")
+    qtbot.waitUntil(lambda: "Out of date" in window.status_notice.text(), timeout=3000)
+    window.input_panel.text_edit.undo()
+    qtbot.waitUntil(lambda: "Out of date" not in window.status_notice.text(), timeout=3000)
+    window.set_model_source("some/other-model")
+    assert "Out of date" in window.status_notice.text()
