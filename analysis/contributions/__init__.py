@@ -9,7 +9,8 @@ Views beside attention that also count what the attended tokens carry and the re
 - :func:`value_zeroing` (Mohebbi et al. 2023): how far each token's layer output moves
   when one token's values are zeroed (costs about ``T`` forward passes; cancellable).
 
-All read one :func:`capture_layers` pass (one forward with read-only hooks). Per-layer
+All read one :func:`capture_layers` pass (one forward with read-only hooks), or the pass an
+extraction makes anyway, recorded by :func:`record_layers` around it. Per-layer
 matrices are ``[i, j]`` = how much token ``j`` contributes to token ``i`` (rows: queries),
 rows normalised to distributions, combined across layers by :func:`rollout_layers`.
 :func:`contributions_for_run` does it all for an :class:`~analysis.run.AttentionRun`.
@@ -30,6 +31,8 @@ KINDS = ("value_norm", "alti", "value_zeroing")
 _LAZY = {
     "LayerCapture": "capture",
     "capture_layers": "capture",
+    "record_layers": "capture",
+    "LayerRecorder": "capture",
     "value_norms": "measures",
     "alti": "measures",
     "alti_terms": "measures",

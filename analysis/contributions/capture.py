@@ -11,7 +11,15 @@ the model's outputs are exactly those of a run without them; they are removed wh
 pass ends, also on error. The output projection's weights (per head) and the norms'
 parameters are read from the modules themselves (:mod:`analysis.contributions._families`).
 
-Not thread-safe with respect to the model: while the pass runs, the hooks would record
+:func:`record_layers` installs the same hooks around any code that runs the model, so the
+forward pass that an extraction makes anyway can serve the contributions too (no second
+pass)::
+
+    with record_layers(loaded) as recorder:
+        run = extract(loaded, text)
+    capture = recorder.capture(attentions=run.attentions)
+
+Not thread-safe with respect to the model: while the hooks are in, they would record
 another thread's use of the same model too (the worker owns its models on one thread).
 
 Batch size 1, like :func:`analysis.attention.extract.extract`.
@@ -31,7 +39,7 @@ import torch
 
 from analysis.contributions._families import LayerParts, layer_parts
 
-__all__ = ["LayerCapture", "capture_layers"]
+__all__ = ["LayerCapture", "LayerRecorder", "capture_layers", "record_layers"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +68,8 @@ class LayerCapture:
       scale of that layer norm (``None`` for pre-norm);
     - ``layer_outputs[l]`` ``[T, D]``: what the layer writes.
 
-    ``model_output`` is the model's own output (``attentions``, ``hidden_states``, ...).
+    ``model_output`` is the model's own output (``attentions``, ``hidden_states``, ...)
+    when :func:`capture_layers` ran it, ``None`` for a :func:`record_layers` capture.
     """
 
     model_type: str
@@ -117,13 +126,250 @@ def _given_attentions(attentions, layers: int, tokens: int, device):
         with warnings.catch_warnings():  # a read-only run array: only ever read here
             warnings.simplefilter("ignore", UserWarning)
             stack = torch.from_numpy(np.asarray(attentions, dtype=np.float32))
-    if stack.ndim != 4 or stack.shape[0] != layers or stack.shape[-1] != tokens:
+    if stack.ndim != 4 or stack.shape[0] != layers or tuple(stack.shape[2:]) != (tokens, tokens):
         raise ValueError(
             f"attentions of shape {tuple(stack.shape)} do not fit {layers} layers of "
             f"{tokens} tokens"
         )
     stack = stack.to(device=device, dtype=torch.float32)
     return tuple(stack[layer] for layer in range(layers))
+
+
+class LayerRecorder:
+    """Read-only hooks on a model's layers that record its latest forward pass.
+
+    Made by :func:`record_layers` (a context manager) and by :func:`capture_layers`. Each
+    forward pass of the model (batch 1) replaces what the previous one recorded; after the
+    pass, :meth:`capture` turns the records into a :class:`LayerCapture`. The attention
+    weights themselves are not kept (the caller has them: ``run.attentions`` or the
+    model's output), except for the first and last layers, against which the given
+    attentions are checked.
+    """
+
+    def __init__(self, loaded, *, keep_contexts: bool = False) -> None:
+        self.model = getattr(loaded, "model", loaded)
+        self.parts = layer_parts(self.model)
+        self.keep_contexts = keep_contexts
+        self.checked = {0, len(self.parts) - 1}
+        # Each kind of tensor is recorded per module, in call order; a module shared by
+        # several layers (ALBERT) is hooked once and serves its layers in turn.
+        self._layers_of: dict[tuple[str, int], list[int]] = defaultdict(list)
+        self._seen: dict[tuple[str, int], list] = defaultdict(list)
+        self._input_ids: torch.Tensor | None = None
+        self._handles: list = []
+        self._plan()
+
+    # --- hooks -----------------------------------------------------------------------
+
+    def _plan(self) -> None:
+        self._hooks: list[tuple[Any, str, bool, Any]] = []
+        for layer, p in enumerate(self.parts):
+            self._want(p.layer, "input", layer, pre=True)
+            self._want(p.layer, "output", layer, pre=False)
+            columns = p.value_columns
+            pick = None if columns is None else (lambda t, c=columns: t[..., c].clone())
+            self._want(p.value, "value", layer, pre=False, pick=pick)
+            if self.keep_contexts:
+                self._want(p.out_proj, "context", layer, pre=True)
+            self._want(p.after_attention, "block", layer, pre=True)
+            if p.post_norm:
+                self._want(p.after_attention, "normed", layer, pre=False)
+            self._want(p.attention, "weights", layer, pre=False)
+
+    def _want(self, module, kind: str, layer: int, *, pre: bool, pick=None) -> None:
+        key = (kind, id(module))
+        self._layers_of[key].append(layer)
+        if len(self._layers_of[key]) == 1:
+            self._hooks.append((module, kind, pre, pick))
+
+    def _keeper(self, key, kind: str, pick):
+        seen, serves = self._seen[key], self._layers_of[key]
+
+        def keep(tensor) -> None:
+            if kind == "weights" and serves[min(len(seen), len(serves) - 1)] not in self.checked:
+                seen.append(None)
+                return
+            tensor = tensor.detach()[0]
+            seen.append(tensor if pick is None else pick(tensor))
+
+        return keep
+
+    def install(self) -> LayerRecorder:
+        """Put the hooks in (idempotent)."""
+        if self._handles:
+            return self
+
+        def start(module, args, kwargs):  # a new pass: forget the previous one
+            for calls in self._seen.values():
+                calls.clear()
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            self._input_ids = ids.detach() if torch.is_tensor(ids) else None
+
+        self._handles.append(self.model.register_forward_pre_hook(start, with_kwargs=True))
+        for module, kind, pre, pick in self._hooks:
+            keep = self._keeper((kind, id(module)), kind, pick)
+            if pre:
+
+                def hook(mod, args, kwargs, keep=keep):
+                    keep(args[0] if args else kwargs.get("hidden_states"))
+
+                self._handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+            elif kind == "weights":
+                self._handles.append(
+                    module.register_forward_hook(lambda m, a, out, keep=keep: keep(out[1]))
+                )
+            else:
+
+                def hook(mod, args, output, keep=keep):
+                    keep(output[0] if isinstance(output, (tuple, list)) else output)
+
+                self._handles.append(module.register_forward_hook(hook))
+        return self
+
+    def remove(self) -> None:
+        """Take the hooks out; what was recorded stays available to :meth:`capture`."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def __enter__(self) -> LayerRecorder:
+        return self.install()
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+    # --- the capture -----------------------------------------------------------------
+
+    def _take(self, kind: str, module, layer: int) -> torch.Tensor:
+        key = (kind, id(module))
+        seen, serves = self._seen[key], self._layers_of[key]
+        if not seen:
+            raise RuntimeError("nothing was recorded: the model did not run with the hooks in")
+        if len(seen) != len(serves):
+            raise RuntimeError(
+                f"a {type(module).__name__} ran {len(seen)} times for {len(serves)} layers; "
+                "this model is not laid out as expected (or it ran on a batch)"
+            )
+        return seen[serves.index(layer)]
+
+    def capture(self, attentions=None, model_output=None) -> LayerCapture:
+        """The :class:`LayerCapture` of the latest recorded forward pass.
+
+        Parameters
+        ----------
+        attentions : array ``[L, H, T, T]``, optional
+            That pass's attention weights (``run.attentions``), checked against the
+            recorded first and last layers (``ValueError`` when they differ).
+        model_output : transformers ModelOutput, optional
+            That pass's output; its ``attentions`` serve when ``attentions`` is not given.
+        """
+        parts = self.parts
+        if self._input_ids is None:
+            raise RuntimeError("nothing was recorded: the model did not run with the hooks in")
+        ids = self._input_ids
+        if ids.ndim != 2 or ids.shape[0] != 1:
+            raise ValueError(f"contributions need one sequence, not a batch {tuple(ids.shape)}")
+        tokens = int(ids.shape[1])
+        given = _given_attentions(attentions, len(parts), tokens, ids.device)
+        if given is None:
+            found = getattr(model_output, "attentions", None)
+            if not found:
+                raise ValueError(
+                    "no attention weights: give the run's attentions or run the model with "
+                    "output_attentions=True"
+                )
+            given = tuple(a.detach()[0].to(torch.float32) for a in found)
+            if len(given) != len(parts):
+                raise RuntimeError(
+                    f"the model returned {len(given)} attention maps for {len(parts)} layers"
+                )
+        for layer in sorted(self.checked):
+            mine = self._take("weights", parts[layer].attention, layer).to(torch.float32)
+            if mine.shape != given[layer].shape or not torch.allclose(
+                mine, given[layer], atol=1e-4
+            ):
+                raise ValueError(
+                    "the attentions given are not this model's on this input "
+                    f"(layer {layer} differs)"
+                )
+        inputs_l, values, contexts, blocks, normed, scales, outputs = ([] for _ in range(7))
+        for layer, p in enumerate(parts):
+            x = self._take("input", p.layer, layer)
+            inputs_l.append(x)
+            outputs.append(self._take("output", p.layer, layer))
+            value = self._take("value", p.value, layer)
+            values.append(value.reshape(tokens, p.num_kv_heads, p.head_dim).transpose(0, 1))
+            if self.keep_contexts:
+                context = self._take("context", p.out_proj, layer)
+                contexts.append(context.reshape(tokens, p.num_heads, -1))
+            y = self._take("block", p.after_attention, layer)
+            blocks.append(y)
+            if p.post_norm:
+                normed.append(self._take("normed", p.after_attention, layer))
+                eps = float(p.after_attention.eps)
+                scales.append(torch.sqrt(y.var(dim=-1, unbiased=False) + eps))
+            else:
+                normed.append(y)
+                scales.append(None)
+        first = parts[0]
+        return LayerCapture(
+            model_type=str(self.model.config.model_type),
+            is_causal=first.causal,
+            post_norm=first.post_norm,
+            num_heads=first.num_heads,
+            num_kv_heads=first.num_kv_heads,
+            head_dim=first.head_dim,
+            hidden_size=int(first.out_weight.shape[-1]),
+            input_ids=ids[0].cpu().numpy().astype(np.int64),
+            attentions=given,
+            layer_inputs=tuple(inputs_l),
+            values=tuple(values),
+            contexts=tuple(contexts),
+            block_outputs=tuple(blocks),
+            normed=tuple(normed),
+            norm_scales=tuple(scales),
+            layer_outputs=tuple(outputs),
+            model_output=model_output,
+            parts=tuple(parts),
+        )
+
+
+def record_layers(loaded, *, keep_contexts: bool = False) -> LayerRecorder:
+    """Hooks that record the layers of whatever runs the model inside a ``with`` block.
+
+    Parameters
+    ----------
+    loaded : LoadedModel or transformers model
+        The model to record (its base stack for a model with a head).
+    keep_contexts : bool, default False
+        Also keep the per-head contexts (the output projection's input).
+
+    Returns
+    -------
+    LayerRecorder
+        A context manager: the hooks are in inside the block; afterwards
+        ``recorder.capture(attentions=run.attentions)`` gives the :class:`LayerCapture` of
+        the latest forward pass. The hooks only read, so the code inside computes exactly
+        what it would without them.
+
+    Raises
+    ------
+    ValueError
+        For encoder-decoder models and model families without an adapter.
+
+    Examples
+    --------
+    >>> from analysis.attention.extract import extract
+    >>> from analysis.contributions import alti, record_layers
+    >>> from analysis.models.loading import load_model
+    >>> loaded = load_model()
+    >>> with record_layers(loaded) as recorder:
+    ...     run = extract(loaded, "The cat sat.")
+    >>> capture = recorder.capture(attentions=run.attentions)
+    >>> alti(capture).shape
+    (6, 6, 6)
+    """
+    return LayerRecorder(loaded, keep_contexts=keep_contexts)
 
 
 def capture_layers(
@@ -186,9 +432,9 @@ def capture_layers(
     .. [2] Ferrando, J., Gállego, G. I., Costa-jussà, M. R. (2022). "Measuring the Mixing of
        Contextual Information in the Transformer". EMNLP.
     """
-    model = getattr(loaded, "model", loaded)
+    recorder = LayerRecorder(loaded, keep_contexts=keep_contexts)
+    model = recorder.model
     device = next(model.parameters()).device
-    parts = layer_parts(model)
     ids = _as_batch(input_ids, "input_ids", device)
     accepted = _forward_parameters(type(model))
     inputs: dict[str, Any] = {"input_ids": ids}
@@ -200,134 +446,13 @@ def capture_layers(
         inputs["token_type_ids"] = types
     if "use_cache" in accepted:
         inputs["use_cache"] = False
-    given = _given_attentions(attentions, len(parts), ids.shape[1], device)
-    checked = {0, len(parts) - 1}  # layers whose weights are checked against `given`
-
-    # Each kind of tensor is recorded per module, in call order; a module shared by several
-    # layers (ALBERT) is hooked once and serves its layers in turn.
-    layers_of: dict[tuple[str, int], list[int]] = defaultdict(list)
-    seen: dict[tuple[str, int], list] = defaultdict(list)
-    handles = []
-
-    def add(module, kind: str, layer: int, *, pre: bool, pick=None) -> None:
-        key = (kind, id(module))
-        layers_of[key].append(layer)
-        if len(layers_of[key]) > 1:
-            return
-
-        def keep(tensor) -> None:
-            calls = seen[key]
-            serves = layers_of[key]
-            if kind == "weights" and serves[min(len(calls), len(serves) - 1)] not in checked:
-                calls.append(None)
-                return
-            calls.append(tensor.detach()[0] if pick is None else pick(tensor.detach()[0]))
-
-        if pre:
-
-            def hook(mod, args, kwargs):
-                keep(args[0] if args else kwargs.get("hidden_states"))
-
-            handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
-        else:
-
-            def hook(mod, args, output):
-                if kind == "weights":
-                    keep(output[1])
-                else:
-                    keep(output[0] if isinstance(output, (tuple, list)) else output)
-
-            handles.append(module.register_forward_hook(hook))
-
-    for layer, p in enumerate(parts):
-        add(p.layer, "input", layer, pre=True)
-        add(p.layer, "output", layer, pre=False)
-        columns = p.value_columns
-        pick = None if columns is None else (lambda t, c=columns: t[..., c].clone())
-        add(p.value, "value", layer, pre=False, pick=pick)
-        if keep_contexts:
-            add(p.out_proj, "context", layer, pre=True)
-        add(p.after_attention, "block", layer, pre=True)
-        if p.post_norm:
-            add(p.after_attention, "normed", layer, pre=False)
-        if given is not None:
-            add(p.attention, "weights", layer, pre=False)
-    try:
-        with torch.inference_mode():
-            output = model(
-                **inputs,
-                output_attentions=given is None,
-                output_hidden_states=True,
-                return_dict=True,
-            )
-    finally:
-        for handle in handles:
-            handle.remove()
-
-    def take(kind: str, module, layer: int) -> torch.Tensor:
-        key = (kind, id(module))
-        if len(seen[key]) != len(layers_of[key]):
-            raise RuntimeError(
-                f"a {type(module).__name__} ran {len(seen[key])} times for "
-                f"{len(layers_of[key])} layers; this model is not laid out as expected"
-            )
-        return seen[key][layers_of[key].index(layer)]
-
-    if given is None:
-        weights = tuple(a.detach()[0].to(torch.float32) for a in output.attentions)
-        if len(weights) != len(parts):
-            raise RuntimeError(
-                f"the model returned {len(weights)} attention maps for {len(parts)} layers"
-            )
-    else:
-        weights = given
-        for layer in sorted(checked):
-            mine = take("weights", parts[layer].attention, layer).to(torch.float32)
-            if mine.shape != given[layer].shape or not torch.allclose(
-                mine, given[layer], atol=1e-4
-            ):
-                raise ValueError(
-                    "the attentions given are not this model's on this input "
-                    f"(layer {layer} differs)"
-                )
-    inputs_l, values, contexts, blocks, normed, scales, outputs = ([] for _ in range(7))
-    for layer, p in enumerate(parts):
-        x = take("input", p.layer, layer)
-        t = x.shape[0]
-        inputs_l.append(x)
-        outputs.append(take("output", p.layer, layer))
-        value = take("value", p.value, layer)
-        values.append(value.reshape(t, p.num_kv_heads, p.head_dim).transpose(0, 1))
-        if keep_contexts:
-            contexts.append(take("context", p.out_proj, layer).reshape(t, p.num_heads, -1))
-        y = take("block", p.after_attention, layer)
-        blocks.append(y)
-        if p.post_norm:
-            normed.append(take("normed", p.after_attention, layer))
-            eps = float(p.after_attention.eps)
-            scales.append(torch.sqrt(y.var(dim=-1, unbiased=False) + eps))
-        else:
-            normed.append(y)
-            scales.append(None)
-    first = parts[0]
-    config = model.config
-    return LayerCapture(
-        model_type=str(config.model_type),
-        is_causal=first.causal,
-        post_norm=first.post_norm,
-        num_heads=first.num_heads,
-        num_kv_heads=first.num_kv_heads,
-        head_dim=first.head_dim,
-        hidden_size=int(first.out_weight.shape[-1]),
-        input_ids=ids[0].cpu().numpy().astype(np.int64),
-        attentions=weights,
-        layer_inputs=tuple(inputs_l),
-        values=tuple(values),
-        contexts=tuple(contexts),
-        block_outputs=tuple(blocks),
-        normed=tuple(normed),
-        norm_scales=tuple(scales),
-        layer_outputs=tuple(outputs),
-        model_output=output,
-        parts=tuple(parts),
-    )
+    if attentions is not None:  # fail early on a wrong shape, before the pass
+        _given_attentions(attentions, len(recorder.parts), ids.shape[1], "cpu")
+    with recorder, torch.inference_mode():
+        output = model(
+            **inputs,
+            output_attentions=attentions is None,
+            output_hidden_states=True,
+            return_dict=True,
+        )
+    return recorder.capture(attentions=attentions, model_output=output)

@@ -6,7 +6,7 @@ import numpy as np
 
 from analysis.contributions import KINDS
 from analysis.contributions._families import ENCODER_DECODER_MESSAGE
-from analysis.contributions.capture import capture_layers
+from analysis.contributions.capture import LayerCapture, capture_layers
 from analysis.contributions.combine import normalise_rows_in_place, rollout_layers
 from analysis.contributions.measures import alti, value_norms
 from analysis.contributions.zeroing import value_zeroing
@@ -52,12 +52,16 @@ def contributions_for_run(
     kinds=KINDS,
     progress: ProgressCallback | None = None,
     cancelled: CancelCheck | None = None,
+    *,
+    capture: LayerCapture | None = None,
 ) -> dict[str, np.ndarray]:
     """Value-weighted attention, ALTI and value zeroing of a run, as float32 arrays.
 
     The model inputs are rebuilt from the run (``run.input_ids``; for BERT-like pairs the
     segment ids become ``token_type_ids``), the model runs once with hooks
-    (:func:`capture_layers`) and each asked measure is computed from that capture.
+    (:func:`capture_layers`, using the run's attentions instead of a second copy) and each
+    asked measure is computed from that capture. With ``capture`` (the run's own forward
+    pass, recorded by :func:`record_layers` around the extraction) nothing runs again.
 
     Parameters
     ----------
@@ -73,6 +77,9 @@ def contributions_for_run(
     cancelled : callable, optional
         ``cancelled() -> bool``, checked between steps and between value zeroing's
         batches; True stops with :class:`analysis.progress.Cancelled`.
+    capture : LayerCapture, optional
+        The run's forward pass as :func:`record_layers` recorded it (it must hold the
+        run's tokens); saves the hooked forward pass.
 
     Returns
     -------
@@ -128,8 +135,11 @@ def contributions_for_run(
     quick_end = _QUICK_SHARE if "value_zeroing" in wanted else 1.0
     report_progress(progress, 0.0)
     raise_if_cancelled(cancelled, "contributions")
-    # the run's attentions serve the capture (checked against the model's): no second copy
-    capture = capture_layers(loaded, **_model_inputs(loaded, run), attentions=run.attentions)
+    if capture is None:
+        # the run's attentions serve the capture (checked against the model's): no 2nd copy
+        capture = capture_layers(loaded, **_model_inputs(loaded, run), attentions=run.attentions)
+    elif not np.array_equal(capture.input_ids, run.input_ids):
+        raise ValueError("the capture is of other tokens than the run")
     report_progress(progress, quick_end / 3)
     raise_if_cancelled(cancelled, "contributions")
 

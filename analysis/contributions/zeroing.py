@@ -134,8 +134,10 @@ def value_zeroing(
                 raise_if_cancelled(cancelled, "value zeroing")
                 j1 = min(t, j0 + batch)
                 i0 = j0 if capture.is_causal else 0  # queries before j0 never see it
-                lost = torch.bmm(a_by_key[j0:j1, i0:], f_by_key[j0:j1])  # [B, T_i', D]
-                changed = rest(block[None, i0:] - lost)
+                wide = block[i0:].expand(j1 - j0, t - i0, block.shape[-1])
+                # y_i - C_ij for every j of the batch: [B, T_i', D]
+                without = torch.baddbmm(wide, a_by_key[j0:j1, i0:], f_by_key[j0:j1], alpha=-1.0)
+                changed = rest(without)
                 distance = _cosine_distance(changed, original[None, i0:])  # [B, T_i']
                 scores[index, i0:, j0:j1] = distance.T.cpu().numpy()
                 done += 1

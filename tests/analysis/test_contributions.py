@@ -18,6 +18,7 @@ from analysis.contributions import (
     contribution_rollout,
     contributions_for_run,
     normalise_rows,
+    record_layers,
     rollout_layers,
     token_type_ids_of,
     value_norms,
@@ -179,6 +180,38 @@ def test_a_capture_can_reuse_attentions_already_at_hand(tiny, family):
         capture_layers(loaded, ids, attentions=wrong)
     with pytest.raises(ValueError, match="do not fit"):
         capture_layers(loaded, ids, attentions=stack[:, :, :-1, :-1])
+
+
+@pytest.mark.parametrize("family", ["bert", "albert", "gpt2", "qwen2"])
+def test_recording_an_extraction_serves_the_contributions_without_a_second_pass(tiny, family):
+    from analysis.attention.extract import extract
+
+    loaded, _ = tiny(family)
+    alone = extract(loaded, TEXT)
+    hooks = hook_count(loaded.model)
+    recorder = record_layers(loaded)
+    with pytest.raises(RuntimeError, match="nothing was recorded"):
+        recorder.capture(attentions=alone.attentions)
+    with recorder:
+        extract(loaded, "Another text first.")  # only the latest pass is kept
+        run = extract(loaded, TEXT)
+    assert hook_count(loaded.model) == hooks
+    np.testing.assert_array_equal(run.attentions, alone.attentions)  # hooks change nothing
+    recorded = recorder.capture(attentions=run.attentions)
+    assert recorded.model_output is None
+    np.testing.assert_array_equal(recorded.input_ids, run.input_ids)
+    own = capture_layers(loaded, run.input_ids)
+    np.testing.assert_array_equal(alti(recorded), alti(own))
+    kinds = ("value_norm", "alti", "value_zeroing")
+    fresh = contributions_for_run(loaded, run, kinds=kinds)
+    reused = contributions_for_run(loaded, run, kinds=kinds, capture=recorded)
+    for key, value in fresh.items():
+        np.testing.assert_array_equal(reused[key], value, err_msg=key)
+    other = extract(loaded, "Another text first.")
+    with pytest.raises(ValueError, match="other tokens"):
+        contributions_for_run(loaded, other, capture=recorded)
+    with pytest.raises(ValueError, match="not this model's"):
+        recorder.capture(attentions=np.ascontiguousarray(run.attentions[:, :, ::-1]))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
