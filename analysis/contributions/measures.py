@@ -182,7 +182,11 @@ def value_norms(
         for out, layer in enumerate(chosen):
             f = head_vectors(capture, layer)  # [H, T, D]
             lengths = torch.linalg.vector_norm(f, dim=-1)  # [H, T]
-            _store(torch.mul(capture.attentions[layer], lengths[:, None, :]), per_head[out])
+            attention = capture.attentions[layer]
+            if attention.device.type == "cpu":  # straight into the output array
+                torch.mul(attention, lengths[:, None, :], out=torch.from_numpy(per_head[out]))
+            else:
+                _store(attention * lengths[:, None, :], per_head[out])
             _store(_summed_norms(capture, layer, f), summed[out])
     if normalise:
         normalise_rows_in_place(per_head)
