@@ -14,18 +14,28 @@ from analysis.options import SPARSIFY_MODES, STACKS, VIEW_KINDS
 PROG = "attention-atlas analyze"
 
 EPILOG = """\
-Layers, heads and tokens are 0-based. Without --view: one head when --head is given, else the
-mean over the heads of --layer (default: the last layer). --view flow needs --query K (a token
-index of the run): the graph is then drawn on the rollout matrix up to --layer and tokens.csv
-gains a 'flow' column, the max-flow from token K at that layer into each input token.
+Layers, heads and tokens are 0-based; a negative layer, head or query counts from the end
+(-1 = the last). Without --view: one head when --head is given, else the mean over the heads
+of --layer (default: the last layer). --view flow needs --query K (a token index of the run):
+the graph is then drawn on the rollout matrix up to --layer and tokens.csv gains a 'flow'
+column, the max-flow from token K at that layer into each input token. Views whose values
+exceed 1 (--view max --words) are divided by their largest value for the graph, and
+summary.json says so.
 
-Writes into --out: attention.npz, tokens.csv, edges.csv, summary.json (see README).
+Writes into --out: attention.npz, tokens.csv, edges.csv, summary.json (see README), all at
+once: nothing is left behind when it fails. An existing analysis is replaced only with
+--force. Every option is checked before the model loads; options that do not apply are
+reported on stderr.
 
 examples:
   attention-atlas analyze --text "The cat sat on the mat." --out out/
   attention-atlas analyze --file q.txt --pair "Where is the cat?" --layer 2 --head 5 --out out/
   attention-atlas analyze --model ./my-gpt2 --text "Hello there" --view rollout --out out/
 """
+
+# Graph options and their defaults (None in the parser, so a given option can be told apart).
+GRAPH_DEFAULTS = {"sparsify": "coverage", "coverage": 0.9, "top_k": 5, "min_weight": 0.0, "resolution": 1.0,
+                  "seed": 0}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,12 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_argument_group("input")
     text = source.add_mutually_exclusive_group(required=True)
     text.add_argument("--text", help="the text to analyse")
-    text.add_argument("--file", type=Path, help="read the text from this UTF-8 file")
+    text.add_argument("--file", type=Path, help="read the text from this UTF-8 file (at most 2 MB)")
     source.add_argument("--pair", help="a second text (e.g. the context for a question in --text)")
     source.add_argument(
         "--model",
         default="default",
-        help="a local model folder or a hub id already in the local cache (default: the embedded all-MiniLM-L6-v2)",
+        help="'minilm' (the embedded all-MiniLM-L6-v2, default), 'smollm2' (the embedded chat model), "
+        "a local model folder, a GGUF file, or a hub id already in the local cache",
     )
     source.add_argument("--allow-pickle", action="store_true", help="allow loading pickle (.bin) weights, which can run code")
     source.add_argument("--max-tokens", type=int, help="truncate the input to this many tokens")
@@ -58,34 +69,69 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--no-special", action="store_true", help="drop special tokens and renormalise rows")
 
     graph = parser.add_argument_group("graph")
-    graph.add_argument("--sparsify", choices=SPARSIFY_MODES, default="coverage", help="edge rule (default: per query, the strongest edges covering --coverage of its attention)")
-    graph.add_argument("--coverage", type=float, default=0.9, help="share of each query's attention the kept edges cover (default 0.9)")
-    graph.add_argument("--top-k", type=int, default=5, help="edges kept per query with --sparsify top_k (default 5)")
-    graph.add_argument("--min-weight", type=float, default=0.0, help="drop edges lighter than this (default 0)")
+    graph.add_argument("--sparsify", choices=SPARSIFY_MODES, help="edge rule (default: coverage: per query, the strongest edges covering --coverage of its attention)")
+    graph.add_argument("--coverage", type=float, help="share of each query's attention the kept edges cover (default 0.9)")
+    graph.add_argument("--top-k", type=int, help="edges kept per query with --sparsify top_k (default 5)")
+    graph.add_argument("--min-weight", type=float, help="drop edges lighter than this (default 0)")
     graph.add_argument("--self-loops", action="store_true", help="keep a token's attention to itself as an edge")
-    graph.add_argument("--resolution", type=float, default=1.0, help="Louvain resolution (default 1.0; higher = smaller communities)")
-    graph.add_argument("--seed", type=int, default=0, help="Louvain seed (default 0)")
+    graph.add_argument("--resolution", type=float, help="Louvain resolution (default 1.0; higher = smaller communities)")
+    graph.add_argument("--seed", type=int, help="Louvain seed (default 0)")
     graph.add_argument("--no-graph", action="store_true", help="skip the graph: edges.csv then lists every nonzero entry")
 
-    parser.add_argument("--out", type=Path, required=True, help="folder to write (created if missing)")
+    parser.add_argument("--out", required=True, help="folder to write (created if missing)")
+    parser.add_argument("--force", action="store_true", help="replace an existing analysis in --out")
     return parser
 
 
 def read_text(args: argparse.Namespace) -> str:
+    """The text of --text or --file (bounded, UTF-8, without a BOM)."""
     if args.text is not None:
-        return args.text
-    try:
-        return args.file.read_text(encoding="utf-8")
-    except FileNotFoundError as error:
-        raise ValueError(f"no such file: '{args.file}'") from error
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"cannot read '{args.file}': {error}") from error
+        return args.text.removeprefix("\ufeff")
+    from analysis.io.text_files import read_text_file
+
+    return read_text_file(args.file)
+
+
+def warn(message: str) -> None:
+    print(f"{PROG}: note: {message}", file=sys.stderr)
+
+
+def checked_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Check every option before the model loads (ValueError with one sentence) and report
+    those that do not apply; fills in the graph defaults."""
+    given = {name for name in GRAPH_DEFAULTS if getattr(args, name) is not None}
+    for name, default in GRAPH_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    kind = args.view or ("head" if args.head is not None else "mean")
+    if kind == "flow" and args.query is None:
+        raise ValueError("--view flow needs --query K, the token whose flow to follow")
+    if args.head is not None and kind != "head":
+        warn(f"--head {args.head} is ignored: it applies to --view head, not --view {kind}")
+    if args.query is not None and kind != "flow":
+        warn(f"--query {args.query} is ignored: it applies to --view flow")
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise ValueError(f"--max-tokens must be at least 1, got {args.max_tokens}")
+    if args.no_graph:
+        ignored = sorted(given | {"self_loops"} if args.self_loops else given)
+        if ignored:
+            warn(f"{', '.join('--' + n.replace('_', '-') for n in ignored)} ignored: --no-graph skips the graph")
+    else:
+        if not (args.resolution > 0 and args.resolution == args.resolution and args.resolution != float("inf")):
+            raise ValueError(f"--resolution must be a positive number, got {args.resolution}")
+        if "top_k" in given and args.sparsify != "top_k":
+            warn(f"--top-k {args.top_k} is ignored: it applies to --sparsify top_k")
+        if "coverage" in given and args.sparsify != "coverage":
+            warn(f"--coverage {args.coverage} is ignored: it applies to --sparsify coverage")
+        sparsify_rule_from_args(args)  # checks coverage, top-k, min-weight
+    from analysis.io.output_dir import check_output_folder
+
+    check_output_folder(args.out, force=args.force)
+    return args
 
 
 def view_spec_from_args(args: argparse.Namespace) -> ViewSpec:
     kind = args.view or ("head" if args.head is not None else "mean")
-    if kind == "flow" and args.query is None:
-        raise ValueError("--view flow needs --query K, the token whose flow to follow")
     return ViewSpec(
         kind=kind,
         layer=args.layer,
@@ -97,29 +143,46 @@ def view_spec_from_args(args: argparse.Namespace) -> ViewSpec:
     )
 
 
+def resolved_spec(spec: ViewSpec, run) -> ViewSpec:
+    """Negative head and query count from the end, as negative layers do."""
+    from dataclasses import replace
+
+    from analysis.attention.views import stack_attentions
+
+    attentions = stack_attentions(run, spec.stack)
+    heads, tokens = attentions.shape[1], attentions.shape[-2]
+    head = spec.head + heads if spec.head < 0 else spec.head
+    query = spec.query + tokens if spec.query is not None and spec.query < 0 else spec.query
+    return replace(spec, head=head, query=query)
+
+
 def sparsify_rule_from_args(args: argparse.Namespace):
     from analysis.graph.rules import SparsifyRule
 
-    return SparsifyRule(
-        mode=args.sparsify,
-        coverage=args.coverage,
-        top_k=args.top_k,
-        min_weight=args.min_weight,
-        self_loops=args.self_loops,
-    )
+    mode = args.sparsify or GRAPH_DEFAULTS["sparsify"]
+    top_k = args.top_k if args.top_k is not None else GRAPH_DEFAULTS["top_k"]
+    coverage = args.coverage if args.coverage is not None else GRAPH_DEFAULTS["coverage"]
+    min_weight = args.min_weight if args.min_weight is not None else GRAPH_DEFAULTS["min_weight"]
+    try:
+        return SparsifyRule(mode=mode, coverage=coverage if mode == "coverage" else GRAPH_DEFAULTS["coverage"],
+                            top_k=top_k if mode == "top_k" else GRAPH_DEFAULTS["top_k"], min_weight=min_weight,
+                            self_loops=args.self_loops)
+    except ValueError as error:
+        raise ValueError(str(error).replace("top_k", "--top-k").replace("min_weight", "--min-weight")
+                         .replace("coverage", "--coverage")) from None
 
 
 def analyze(args: argparse.Namespace) -> Path:
     """Run the whole analysis for parsed arguments and write the folder; returns it."""
     from analysis.attention.extract import extract
     from analysis.attention.views import make_view, values_for_view
-    from analysis.io.folder import ensure_writable_dir, write_analysis_folder
+    from analysis.io.folder import write_analysis_folder
+    from analysis.io.output_dir import output_folder
     from analysis.models.loading import load_model
 
+    args = checked_args(args)
     text = read_text(args)
-    spec = view_spec_from_args(args)
     rule = None if args.no_graph else sparsify_rule_from_args(args)
-    ensure_writable_dir(args.out)  # fail before the model loads, not after
 
     loaded = load_model(args.model, allow_pickle=args.allow_pickle)
     run = extract(loaded, text, args.pair, max_tokens=args.max_tokens)
@@ -128,30 +191,39 @@ def analyze(args: argparse.Namespace) -> Path:
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    view = make_view(run, spec)
+    view = make_view(run, resolved_spec(view_spec_from_args(args), run))
     timings["view"] = time.perf_counter() - started
+    if view.matrix.size == 0:
+        raise ValueError("the view has no tokens left (every token was a special token and --no-special "
+                         "dropped them); analyse without --no-special")
 
     graph = None
     if rule is not None:
         if not view.is_square:
             raise ValueError("a graph needs a square view; use --no-graph for cross-attention")
         from analysis.graph.metrics import analyze_graph
+        from analysis.graph.rules import graph_weights
 
         started = time.perf_counter()
-        graph = analyze_graph(view.matrix, rule, resolution=args.resolution, seed=args.seed)
+        weights = graph_weights(view.matrix, signed=view.signed)
+        if weights.note:
+            warn(f"graph: {weights.note}")
+        graph = analyze_graph(weights.matrix, rule, resolution=args.resolution, seed=args.seed)
         timings["graph"] = time.perf_counter() - started
 
     flow = None
-    if spec.kind == "flow":
+    if view.spec.kind == "flow":
         from analysis.attention.flow import attention_flow
         from analysis.attention.views import stack_attentions
 
         started = time.perf_counter()
-        token_flow = attention_flow(stack_attentions(run, spec.stack), view.spec.query, view.spec.layer)
+        token_flow = attention_flow(stack_attentions(run, view.spec.stack), view.spec.query, view.spec.layer)
         flow = values_for_view(view, token_flow, side="col")
         timings["flow"] = time.perf_counter() - started
 
-    return write_analysis_folder(args.out, run, view, graph, flow, timings)
+    with output_folder(args.out, force=args.force) as folder:
+        write_analysis_folder(folder, run, view, graph, flow, timings)
+    return Path(args.out)
 
 
 # The headless commands: ``attention-atlas NAME ...`` runs ``main(argv)`` of the module.

@@ -17,7 +17,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-MAX_FILE_BYTES = 2_000_000
+from analysis.io.text_files import MAX_TEXT_BYTES, TextFileError, read_text_file
+
+MAX_FILE_BYTES = MAX_TEXT_BYTES
 
 
 class _TextEdit(QPlainTextEdit):
@@ -148,17 +150,12 @@ class InputPanel(QWidget):
     # Actions -----------------------------------------------------------------------------
     def load_file(self, path: str, into_pair: bool = False) -> bool:
         """Put a text file's content into the text (or pair) box; False with a message on failure."""
-        file = Path(path)
         try:
-            if file.stat().st_size > MAX_FILE_BYTES:
-                raise ValueError(f"'{file.name}' is larger than {MAX_FILE_BYTES // 1_000_000} MB; open a shorter text")
-            content = file.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            self.file_error.emit(f"'{file.name}' is not a UTF-8 text file")
+            content = read_text_file(path, MAX_FILE_BYTES)
+        except TextFileError as error:
+            self.file_error.emit(str(error))
             return False
-        except (OSError, ValueError) as error:
-            self.file_error.emit(str(error) if isinstance(error, ValueError) else f"cannot open '{file}': {error.strerror}")
-            return False
+        self.show_message(f"Opened {Path(path).name}.")
         if into_pair:
             self.pair_check.setChecked(True)
             self.pair_edit.setPlainText(content)
