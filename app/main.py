@@ -61,7 +61,18 @@ def run_window(args: argparse.Namespace) -> int:
     window.show()
     if args.text:
         window.analyse()
-    return app.exec()
+    return finish(window, app.exec())
+
+
+def finish(window, code: int) -> int:
+    """The exit code once the window closed. A lane still inside a long call that cannot be
+    interrupted (a tokenizer, a forward pass) would hold up the interpreter's exit: the
+    window is closed and the settings are saved, so the process leaves at once instead."""
+    if window.host.runner.executor.busy_lanes():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ and saves the settings.
 
 from __future__ import annotations
 
+import sys
+
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QIcon, QKeySequence
 from PySide6.QtWidgets import (
@@ -24,6 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from analysis.io.text_files import TextFileError, read_text_file
+from analysis.io.user_dirs import data_dir
 from app.exports import Exports
 from app.graph_binding import GraphBinding
 from app.model_picker import DEFAULT_SOURCE, OPEN_FOLDER, ModelPicker
@@ -43,6 +47,7 @@ from widgets.view_controls import ViewControls
 
 APP_NAME = "Attention Atlas"
 SHUTDOWN_WAIT_S = 2.0  # closing waits at most this long for background work to stop
+SETTINGS_TEXT_LIMIT = 20_000  # characters of a text kept in the settings; longer ones in a recovery file
 
 
 class MainWindow(QMainWindow):
@@ -215,9 +220,7 @@ class MainWindow(QMainWindow):
         source = str(self.settings.value("model/last", DEFAULT_SOURCE))
         self.model_box.fill(source)
         self.session.set_model_source(self.model_box.source())
-        text = self.settings.value("input/text")
-        if text:
-            self.input_panel.set_texts(str(text), self.settings.value("input/pair") or None)
+        self._restore_texts()
         colormap = self.settings.value("view/colormap")
         if colormap and self.view_controls.colormap_box.findText(str(colormap)) >= 0:
             self.view_controls.colormap_box.setCurrentText(str(colormap))
@@ -227,10 +230,41 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         self.settings.setValue("model/last", self.current_source())
-        self.settings.setValue("input/text", self.input_panel.text())
-        self.settings.setValue("input/pair", self.input_panel.pair() or "")
+        self._save_texts()
         self.settings.setValue("view/colormap", self.view_controls.colormap_box.currentText())
         self.settings.sync()
+
+    def _save_texts(self) -> None:
+        """Short texts go into the settings; a long one into a recovery file in the data folder
+        (the settings file stays small, and nothing typed is lost)."""
+        for key, value in (("text", self.input_panel.text()), ("pair", self.input_panel.pair() or "")):
+            recovery = data_dir() / f"recovered-{key}.txt"
+            if len(value) <= SETTINGS_TEXT_LIMIT:
+                self.settings.setValue(f"input/{key}", value)
+                self.settings.remove(f"input/{key}_file")
+                continue
+            try:
+                recovery.parent.mkdir(parents=True, exist_ok=True)
+                recovery.write_text(value, encoding="utf-8")
+            except OSError as error:
+                print(f"attention-atlas: could not keep the long {key} in {recovery}: {error}", file=sys.stderr)
+                continue
+            self.settings.setValue(f"input/{key}", "")
+            self.settings.setValue(f"input/{key}_file", str(recovery))
+
+    def _restore_texts(self) -> None:
+        texts = {}
+        for key in ("text", "pair"):
+            texts[key] = str(self.settings.value(f"input/{key}") or "")
+            path = self.settings.value(f"input/{key}_file")
+            if path:
+                try:
+                    texts[key] = read_text_file(str(path))
+                except TextFileError as error:
+                    self.input_panel.show_message(f"Your last {key} was kept in {path} but cannot be reopened "
+                                                  f"here: {error}", error=True)
+        if texts["text"] or texts["pair"]:
+            self.input_panel.set_texts(texts["text"], texts["pair"] or None)
 
     # The model ---------------------------------------------------------------------------------------
     def current_source(self) -> str:

@@ -244,3 +244,19 @@ def test_a_finished_graph_job_takes_its_progress_line_out_of_the_status_bar(qtbo
     bar.showMessage("Saved /tmp/x.png", 5000)  # a newer message stays
     window._on_settled(task, "done")
     assert bar.currentMessage() == "Saved /tmp/x.png"
+
+
+def test_a_long_text_is_kept_in_a_recovery_file_not_in_the_settings(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("ATLAS_DATA_DIR", str(tmp_path / "data"))
+    path = str(tmp_path / "long.ini")
+    long_text = "a rather long text " * 20_000  # 380,000 characters
+    first = MainWindow(QSettings(path, QSettings.IniFormat), warm_up=False)
+    qtbot.addWidget(first)
+    first.input_panel.set_texts(long_text, "short pair")
+    first.close()
+    assert (tmp_path / "long.ini").stat().st_size < 20_000
+    assert (tmp_path / "data" / "recovered-text.txt").read_text(encoding="utf-8") == long_text
+    second = MainWindow(QSettings(path, QSettings.IniFormat), warm_up=False)
+    qtbot.addWidget(second)
+    assert second.input_panel.text() == long_text and second.input_panel.pair() == "short pair"
+    second.close()
