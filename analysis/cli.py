@@ -255,7 +255,11 @@ def run_command(prog: str, work, args: argparse.Namespace) -> int:
     except Exception as error:  # one clear line, never a traceback, for any failure
         if os.environ.get("ATLAS_DEBUG"):
             raise
-        print(f"{prog}: error: {error_line(error)}", file=sys.stderr)
+        line = error_line(error)
+        if "only pickle weights" in line and "--allow-pickle" not in line:
+            line = line.replace("Allow pickle weights to load it anyway.",
+                                "Add --allow-pickle to load it anyway, if you trust where it came from.")
+        print(f"{prog}: error: {line}", file=sys.stderr)
         return 2
     return 0
 

@@ -348,7 +348,25 @@ class MainWindow(QMainWindow):
         self.input_panel.show_message(run.notice or f"Analysed {run.num_tokens} tokens.")
 
     def _on_analysis_failed(self, message: str) -> None:
+        if "only pickle weights" in message:
+            source = self.session.model_source
+            if self.ask_allow_pickle(source):
+                self.input_panel.show_message(f"Loading the pickle weights of {source}…")
+                self.planner.analyse(allow_pickle=True)
+                self.host.update_busy()
+                return
+            message += " (not loaded: you declined)"
         self.show_error(f"The analysis failed: {message}")
+
+    def ask_allow_pickle(self, source: str) -> bool:
+        """Ask before loading pickle weights: they can run any code on this computer."""
+        answer = QMessageBox.warning(
+            self, "Allow pickle weights for this model?",
+            f"“{source}” has only pickle weights (pytorch_model.bin). Loading a pickle file can run any "
+            "code on this computer, with your permissions: a booby-trapped model could read or delete "
+            "your files.\n\nLoad it only if you trust where the model came from.",
+            QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+        return answer == QMessageBox.Yes
 
     def _on_analysis_cancelled(self) -> None:
         kept = " The previous result is still shown." if self.session.result is not None else ""

@@ -96,3 +96,11 @@ def test_a_bom_does_not_shift_the_offsets(tmp_path, default_loaded):
     with open(out / "tokens.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert (rows[1]["start"], rows[1]["end"]) == ("0", "3")
+
+
+def test_the_pickle_refusal_names_the_option(tmp_path, capsys):
+    from tests.tiny_models import build_pickle_only_model
+
+    folder = build_pickle_only_model(tmp_path / "pickle")
+    assert main(["--text", TEXT, "--model", str(folder), "--out", str(tmp_path / "o")]) == 2
+    assert "--allow-pickle" in capsys.readouterr().err

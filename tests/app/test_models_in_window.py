@@ -25,3 +25,36 @@ def test_a_cached_causal_model_is_offered_analysed_masked_and_remembered(qtbot, 
     np.testing.assert_array_equal(window.view.masked, np.triu(np.ones((n, n), bool), 1))
     assert "org/tiny-gpt2" in window.model_box.recent()
     window.host.shutdown()
+
+
+def test_pickle_weights_load_only_after_a_yes_that_names_the_risk(qtbot, tmp_path):
+    from tests.tiny_models import build_pickle_only_model
+
+    folder = build_pickle_only_model(tmp_path / "pickle")
+    window = MainWindow(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat), warm_up=False)
+    qtbot.addWidget(window)
+    window.show()
+    asked = []
+    window.ask_allow_pickle = lambda source: asked.append(source) or False
+    window.set_model_source(str(folder))
+    window.input_panel.set_texts("the cat sat on the mat")
+    with qtbot.waitSignal(window.error_shown, timeout=60_000) as shown:
+        window.analyse()
+    assert asked == [str(folder)] and "declined" in shown.args[0] and window.result is None
+    window.ask_allow_pickle = lambda source: True
+    with qtbot.waitSignals([window.analysis_ready, window.graph_ready], timeout=60_000):
+        window.analyse()
+    assert window.result.run.model.source == str(folder)
+    window.host.shutdown()
+
+
+def test_the_pickle_question_names_the_risk(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    window = MainWindow(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat), warm_up=False)
+    qtbot.addWidget(window)
+    seen = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *args: seen.append(args) or QMessageBox.No)
+    assert window.ask_allow_pickle("some/model") is False
+    assert "can run any code" in seen[0][2] and "some/model" in seen[0][2]
+    window.host.shutdown()
