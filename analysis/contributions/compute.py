@@ -69,7 +69,7 @@ def contributions_for_run(
         The model the run was made with.
     run : AttentionRun
         From :func:`analysis.attention.extract.extract` (encoders and decoders).
-    kinds : iterable of str, default ``("value_norm", "alti", "value_zeroing")``
+    kinds : str or iterable of str, default ``("value_norm", "alti", "value_zeroing")``
         Which measures; value zeroing costs about ``T`` forward passes, the others less
         than one.
     progress : callable, optional
@@ -122,7 +122,7 @@ def contributions_for_run(
     .. [3] Mohebbi, H., Zuidema, W., Chrupała, G., Alishahi, A. (2023). "Quantifying Context
        Mixing in Transformers". EACL.
     """
-    wanted = tuple(dict.fromkeys(kinds))
+    wanted = tuple(dict.fromkeys((kinds,) if isinstance(kinds, str) else kinds))
     unknown = [k for k in wanted if k not in KINDS]
     if unknown or not wanted:
         raise ValueError(
