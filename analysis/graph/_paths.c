@@ -5,7 +5,9 @@
  * _accumulate_basic step by step (same path counting, same exact float comparisons of
  * path lengths, same order of the heap: distance, then insertion count), so the result
  * equals nx.betweenness_centrality(G, weight=...) on the same graph, raw (unscaled).
- * It also writes the distance rows of those sources.
+ * It also writes the distance rows of those sources. Self-loops are not in the CSR (they
+ * never shorten a path); a zero-length one (weight 1) still changes networkx's counts, so
+ * the nodes that have one are passed apart (loops) and replayed as networkx meets them.
  *
  * Pruning (prune=1, every length > 0, each row's edges sorted by length): once every node
  * the source can reach has a tentative distance, the largest of those is an upper bound B on
@@ -145,8 +147,8 @@ static Py_ssize_t check_csr(const Py_buffer *indptr, const Py_buffer *indices) {
 #define BOUND_REFRESH 8 /* pops between recomputations of the pruning bound */
 
 static int brandes_range(Py_ssize_t n, const int64_t *ptr, const int64_t *idx, const double *len,
-                         const int64_t *reach, Py_ssize_t start, Py_ssize_t stop, int prune,
-                         double *dist_out, double *bc) {
+                         const unsigned char *loop, const int64_t *reach, Py_ssize_t start,
+                         Py_ssize_t stop, int prune, double *dist_out, double *bc) {
     Py_ssize_t m = ptr[n];
     double *seen = malloc(n * sizeof(double));
     double *sigma = malloc(n * sizeof(double));
@@ -155,8 +157,9 @@ static int brandes_range(Py_ssize_t n, const int64_t *ptr, const int64_t *idx, c
     int64_t *stack = malloc(n * sizeof(int64_t));
     int64_t *head = malloc(n * sizeof(int64_t));
     int64_t *pred = malloc(n * sizeof(int64_t));
-    int64_t *pool_next = malloc((m + 1) * sizeof(int64_t));
-    int64_t *pool_from = malloc((m + 1) * sizeof(int64_t));
+    /* predecessor entries: one per edge, plus one per zero-length self-loop */
+    int64_t *pool_next = malloc((m + n + 1) * sizeof(int64_t));
+    int64_t *pool_from = malloc((m + n + 1) * sizeof(int64_t));
     /* n nodes at most, plus the sentinel slot and the one read beside it */
     Heap heap = {malloc((n + 2) * sizeof(double)), malloc((n + 2) * sizeof(int64_t)),
                  malloc(n * sizeof(int64_t)), malloc(n * sizeof(int64_t)), 0};
@@ -185,6 +188,18 @@ static int brandes_range(Py_ssize_t n, const int64_t *ptr, const int64_t *idx, c
             int64_t v = heap_pop(&heap);
             double d = seen[v];
             sigma[v] += sigma[pred[v]];
+            /* A zero-length self-loop v -> v: networkx's scan of v meets it as a tie
+               (d + 0 == seen[v]), doubles sigma[v] and makes v a predecessor of itself.
+               Its scan reaches it among the targets in order, so ties to targets below v
+               add the sigma from before the loop, ties to targets above v the doubled one. */
+            const int has_loop = loop && loop[v];
+            const double sigma_before = sigma[v];
+            if (has_loop) {
+                sigma[v] += sigma[v];
+                pool_from[pool] = v;
+                pool_next[pool] = head[v];
+                head[v] = pool++;
+            }
             stack[count++] = v;
             done[v] = 1;
             if (seen_count == need && --until_refresh <= 0) {
@@ -219,7 +234,7 @@ static int brandes_range(Py_ssize_t n, const int64_t *ptr, const int64_t *idx, c
                     pool_from[pool] = v;
                     pool_next[pool++] = -1;
                 } else {
-                    sigma[w] += sigma[v]; /* P[w].append(v) */
+                    sigma[w] += has_loop && w < v ? sigma_before : sigma[v]; /* P[w].append(v) */
                     pool_from[pool] = v;
                     pool_next[pool] = head[w];
                     head[w] = pool++;
@@ -259,15 +274,19 @@ static PyObject *none_or_no_memory(int ok) {
 
 static PyObject *brandes(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer indptr, indices, lengths, reach, dist, bc;
+    Py_buffer indptr, indices, lengths, reach, dist, bc, loops = {0};
     Py_ssize_t start, stop;
     int prune;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*nnpw*w*", &indptr, &indices, &lengths, &reach, &start,
-                          &stop, &prune, &dist, &bc))
+    if (!PyArg_ParseTuple(args, "y*y*y*y*nnpw*w*|y*", &indptr, &indices, &lengths, &reach, &start,
+                          &stop, &prune, &dist, &bc, &loops))
         return NULL;
     PyObject *result = NULL;
     Py_ssize_t n = check_csr(&indptr, &indices);
     if (n < 0) goto done;
+    if (loops.obj && loops.len != n) {
+        PyErr_SetString(PyExc_ValueError, "loops must be a uint8 array of length n");
+        goto done;
+    }
     if (lengths.len != indices.len || reach.len != n * 8 || bc.len != n * 8) {
         PyErr_SetString(PyExc_ValueError, "lengths, reach or betweenness has the wrong size");
         goto done;
@@ -285,7 +304,8 @@ static PyObject *brandes(PyObject *self, PyObject *args) {
     }
     int ok;
     Py_BEGIN_ALLOW_THREADS
-    ok = brandes_range(n, indptr.buf, indices.buf, len, reach.buf, start, stop, prune, dist.buf, bc.buf);
+    ok = brandes_range(n, indptr.buf, indices.buf, len, loops.obj ? loops.buf : NULL, reach.buf,
+                       start, stop, prune, dist.buf, bc.buf);
     Py_END_ALLOW_THREADS
     result = none_or_no_memory(ok);
 done:
@@ -295,6 +315,7 @@ done:
     PyBuffer_Release(&reach);
     PyBuffer_Release(&dist);
     PyBuffer_Release(&bc);
+    if (loops.obj) PyBuffer_Release(&loops);
     return result;
 }
 
@@ -416,9 +437,11 @@ done:
 
 static PyMethodDef methods[] = {
     {"brandes", brandes, METH_VARARGS,
-     "brandes(indptr, indices, lengths, reach, start, stop, prune, dist_out, betweenness_out)\n"
+     "brandes(indptr, indices, lengths, reach, start, stop, prune, dist_out, betweenness_out,\n"
+     "        loops=None)\n"
      "Dijkstra + Brandes from sources start..stop-1 (networkx's semantics); writes their\n"
-     "distance rows to dist_out [stop-start, n] and adds raw betweenness to betweenness_out."},
+     "distance rows to dist_out [stop-start, n] and adds raw betweenness to betweenness_out.\n"
+     "loops: uint8 [n], 1 where a node has a zero-length self-loop (not in the CSR)."},
     {"reach_counts", reach_counts, METH_VARARGS,
      "reach_counts(indptr, indices, out)\nout[s] = number of nodes reachable from s, s included."},
     {NULL, NULL, 0, NULL},

@@ -1,7 +1,8 @@
 """The heavy steps of the graph analysis: all-pairs shortest paths with betweenness, and
 Louvain. The C kernels ``analysis/graph/_paths.c`` and ``analysis/graph/_louvain.c`` (built by
 ``pip install -e .``; they release the GIL and run on two threads) compute them; without a
-compiler, scipy and igraph compute the same numbers more slowly (the fallback below).
+compiler, scipy and igraph compute the same numbers more slowly (the fallback below), with
+networkx's own steps where igraph would count tied or zero-length paths otherwise.
 """
 
 from __future__ import annotations
@@ -74,12 +75,30 @@ def paths_csr(n: int, sources, targets, lengths, *, by_length: bool):
 PATH_CHUNKS = 8  # source blocks for the C kernel, shared out among the pool's threads
 
 
+def zero_length_loops(n: int, sources, targets, lengths) -> np.ndarray:
+    """uint8 ``[n]``: 1 where node ``i`` has a self-loop of length 0 (weight exactly 1).
+
+    Such a loop never shortens a path, but networkx's betweenness meets it as a second
+    shortest path into its node (``d + 0 == d``): it doubles the node's path count and
+    makes the node its own predecessor, which raises the node's betweenness (by one for
+    every source that reaches it, when it leads nowhere) and lowers its predecessors'.
+    The metrics follow networkx, so these loops are kept track of.
+    """
+    loops = np.zeros(n, dtype=np.uint8)
+    loops[sources[(sources == targets) & (lengths == 0)]] = 1
+    return loops
+
+
 def start_shortest_paths(
     n: int, sources, targets, lengths, pool: ThreadPoolExecutor | None = None
 ) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
     """Starts :func:`shortest_paths` on ``pool``'s threads (the C kernel; the fallback runs
     at once in this thread) and returns the function that waits for ``(D, betweenness)``."""
-    scale = 1.0 / ((n - 1) * (n - 2)) if n > 2 else 0.0
+    # networkx leaves n <= 2 unscaled: raw values are 0 there, but for a zero-length loop
+    scale = 1.0 / ((n - 1) * (n - 2)) if n > 2 else 1.0
+    sources, targets = np.asarray(sources, dtype=np.int64), np.asarray(targets, dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.float64)
+    loops = zero_length_loops(n, sources, targets, lengths)
     if _paths_core is None:
         distances, predecessors = _scipy_distances(n, sources, targets, lengths)
         betweenness = _fallback_betweenness(n, sources, targets, lengths, distances, predecessors)
@@ -94,10 +113,13 @@ def start_shortest_paths(
     blocks = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
     partial = np.zeros((max(len(blocks), 1), n))
 
+    loop_args = (loops,) if loops.any() else ()
+
     def run(k: int) -> None:
         start, stop = blocks[k]
         _paths_core.brandes(
-            indptr, indices, ordered, reach, start, stop, prune, distances[start:stop], partial[k]
+            indptr, indices, ordered, reach, start, stop, prune, distances[start:stop], partial[k],
+            *loop_args,
         )
 
     if pool is None:
@@ -127,8 +149,38 @@ def shortest_paths(
     row by increasing length and stops once no edge can reach a node within the largest
     distance still possible (exact). Without the kernel: scipy's Dijkstra and igraph's
     Brandes (:func:`_fallback_betweenness`), same results, several times slower.
+
+    Self-loops of length > 0 change nothing; one of length 0 (weight 1) counts as networkx
+    counts it (see :func:`zero_length_loops`), networkx's adjacency being the edges in
+    row-major order (as ``sparsify`` returns them and ``export.to_networkx`` adds them).
+    Without the kernel such a graph's betweenness comes from networkx itself.
     """
     return start_shortest_paths(n, sources, targets, lengths, pool)()
+
+
+def networkx_raw_betweenness(n: int, sources, targets, lengths, from_sources=None) -> np.ndarray:
+    """Raw (unscaled) betweenness summed over the shortest paths from ``from_sources``
+    (default all), computed by networkx's own Dijkstra + Brandes steps on the graph built
+    in row-major edge order: the fallback's exact answer where igraph's tie tolerance or
+    zero lengths would count paths otherwise. Slow (Python), used for few sources."""
+    import networkx as nx
+    from networkx.algorithms.centrality.betweenness import (
+        _accumulate_basic,
+        _single_source_dijkstra_path_basic,
+    )
+
+    graph = nx.DiGraph()
+    graph.add_nodes_from(range(n))
+    order = np.lexsort((targets, sources))
+    graph.add_weighted_edges_from(
+        zip(sources[order].tolist(), targets[order].tolist(), lengths[order].tolist(), strict=True),
+        weight="length",
+    )
+    raw = dict.fromkeys(range(n), 0.0)
+    for source in range(n) if from_sources is None else (int(s) for s in from_sources):
+        stack, predecessors, sigma, _ = _single_source_dijkstra_path_basic(graph, source, "length")
+        raw, _ = _accumulate_basic(raw, stack, predecessors, sigma, source)
+    return np.array([raw[i] for i in range(n)], dtype=np.float64)
 
 
 def _scipy_distances(n: int, sources, targets, lengths) -> tuple[np.ndarray, np.ndarray]:
@@ -218,23 +270,24 @@ def _tree_betweenness(distances, predecessors, skip: np.ndarray) -> np.ndarray:
 def _fallback_betweenness(
     n: int, sources, targets, lengths, distances, predecessors
 ) -> np.ndarray:
-    """Normalised directed betweenness with lengths, as ``nx.betweenness_centrality``.
+    """Normalised directed betweenness with lengths, equal to ``nx.betweenness_centrality``.
 
-    Sources whose shortest paths are all unique use the vectorised tree accumulation;
-    sources with tied shortest paths (and graphs with weight-1, length-0 edges) go to
-    igraph's Brandes on the backbone. Ties: counted within 1e-10..1e-9 relative; networkx
-    compares floats exactly, so they agree whenever tied paths sum to equal floats.
+    Sources whose shortest paths are all unique (no two paths within 1e-9 relative) use
+    the vectorised tree accumulation; the others go through networkx's own per-source
+    steps (:func:`networkx_raw_betweenness`), which compare path lengths exactly as
+    networkx does. A graph with a length-0 edge (weight 1; a self-loop included, see
+    :func:`zero_length_loops`) goes to networkx whole: slow, but exact.
     """
+    if bool((lengths == 0).any()):
+        raw = networkx_raw_betweenness(n, sources, targets, lengths)
+        return raw / ((n - 1) * (n - 2)) if n > 2 else raw
     backbone = backbone_mask(sources, targets, lengths, distances)
     if n < 3 or not backbone.any():
         return np.zeros(n)
-    sources, targets, lengths = sources[backbone], targets[backbone], lengths[backbone]
-    if not (lengths > 0).all():
-        return igraph_betweenness(n, sources, targets, lengths) / ((n - 1) * (n - 2))
-    tied = _sources_with_ties(distances, sources, targets, lengths)
+    tied = _sources_with_ties(distances, sources[backbone], targets[backbone], lengths[backbone])
     raw = _tree_betweenness(distances, predecessors, skip=tied)
     if tied.any():
-        raw += igraph_betweenness(n, sources, targets, lengths, np.flatnonzero(tied))
+        raw += networkx_raw_betweenness(n, sources, targets, lengths, np.flatnonzero(tied))
     return raw / ((n - 1) * (n - 2))
 
 

@@ -118,20 +118,93 @@ def _pagerank(n: int, sources, targets, weights, *, tol: float = 1e-13) -> np.nd
     return x
 
 
+HITS_TIE_RTOL = 1e-9  # top singular values of components this close count as tied
+
+
+def _top_singular(rows: int, cols: int, sources, targets, weights) -> tuple[float, np.ndarray]:
+    """Largest singular value of the non-negative ``[rows, cols]`` matrix with these
+    entries, and its left singular vector (unit norm, signed so its entries sum >= 0)."""
+    if rows == 1 or cols == 1:  # rank one: no iteration needed
+        if rows == 1:
+            return float(np.linalg.norm(weights)), np.ones(1)
+        column = np.bincount(sources, weights=weights, minlength=rows)
+        norm = float(np.linalg.norm(column))
+        return norm, column / norm
+    if min(rows, cols) <= 64:
+        dense = np.zeros((rows, cols))
+        dense[sources, targets] = weights
+        u, sigma, _ = np.linalg.svd(dense, full_matrices=False)
+        top, vector = float(sigma[0]), u[:, 0]
+    else:
+        if len(weights) >= DENSE_SHARE * rows * cols:
+            block = np.zeros((rows, cols))
+            block[sources, targets] = weights
+        else:
+            block = sps.csr_matrix((weights, (sources, targets)), shape=(rows, cols))
+        u, sigma, _ = svds(block, k=1, tol=1e-12, v0=np.full(cols, 1.0 / np.sqrt(cols)))
+        top, vector = float(sigma[0]), u[:, 0].real
+    return top, vector if vector.sum() >= 0 else -vector
+
+
+def _compact(nodes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ``nodes`` (sorted) and each entry's position among them."""
+    present = np.zeros(n, dtype=bool)
+    present[nodes] = True
+    position = np.cumsum(present) - 1
+    return np.flatnonzero(present), position[nodes]
+
+
 def _hits(n: int, sources, targets, weights) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted HITS as ``nx.hits(G)`` computes it (it uses the "weight" attribute):
-    authority = top right singular vector of the weighted adjacency ``W``, hub = ``W @ a``,
-    both normalised to sum 1. All zeros when there are no edges."""
+    """Weighted HITS as ``nx.hits(G)`` computes it (it uses the "weight" attribute), with a
+    rule where ``nx.hits`` is arbitrary.
+
+    The hub vector is the top left singular vector of the weighted adjacency ``W``, the
+    authority vector ``W.T @ hub``, both normalised to sum 1 (all zeros without edges).
+    When the top singular value is simple that is exactly ``nx.hits``. When it is tied
+    (e.g. the chain 0 -> 1 -> 2, or two identical disconnected pieces), ``nx.hits`` returns
+    whichever vector of the tied subspace ARPACK's random start lands on; here the hub is
+    the projection of the uniform vector onto that subspace: what HITS's power iteration
+    from a uniform hub vector converges to (Kleinberg's algorithm, networkx's own
+    ``_hits_python``). For the chain: hub ``[1/2, 1/2, 0]``, authority ``[0, 1/2, 1/2]``.
+
+    Computed per connected component of the hub-authority (bipartite) graph, where the top
+    singular value is simple (Perron-Frobenius): the tied subspace is spanned by the top
+    vectors of the components whose top singular values are within ``HITS_TIE_RTOL``.
+    """
     if n == 0 or len(weights) == 0:
         return np.zeros(n), np.zeros(n)
-    adjacency = _adjacency(n, sources, targets, weights)
-    if n <= 64:
-        dense = adjacency if isinstance(adjacency, np.ndarray) else adjacency.toarray()
-        _, _, vt = np.linalg.svd(dense)
+    # bipartite graph: hub side i, authority side n + j; components by edge
+    links = sps.csr_matrix((np.ones(len(weights)), (sources, targets + n)), shape=(2 * n, 2 * n))
+    _, labels = csgraph.connected_components(links, directed=False)
+    component = labels[sources]
+    tops = []  # (top singular value, hub nodes, top left singular vector) per component
+    singles = np.zeros(0, dtype=np.int64)  # edges that are a component alone: sigma = weight
+    if component.min() == component.max():  # one component holds every edge (the usual case)
+        top, vector = _top_singular(n, n, sources, targets, weights)  # zero rows change nothing
+        tops.append((top, np.arange(n), vector))
     else:
-        _, _, vt = svds(adjacency, k=1, tol=1e-12, v0=np.full(n, 1.0 / np.sqrt(n)))
-    authority = vt[0].real.copy()
-    hub = adjacency @ authority
+        alone = np.bincount(component)[component] == 1
+        singles = np.flatnonzero(alone)
+        rest = np.flatnonzero(~alone)
+        order = rest[np.argsort(component[rest], kind="stable")]
+        for edges in np.split(order, np.flatnonzero(np.diff(component[order])) + 1):
+            if len(edges) == 0:
+                continue
+            rows, row_index = _compact(sources[edges], n)
+            cols, col_index = _compact(targets[edges], n)
+            top, vector = _top_singular(len(rows), len(cols), row_index, col_index, weights[edges])
+            tops.append((top, rows, vector))
+    largest = max([top for top, _, _ in tops] + weights[singles].tolist())
+    floor = largest * (1.0 - HITS_TIE_RTOL)
+    hub = np.zeros(n)
+    for top, rows, vector in tops:
+        if top >= floor:
+            hub[rows] += vector.sum() * vector  # projection of the uniform vector
+    tied_singles = singles[weights[singles] >= floor]
+    hub[sources[tied_singles]] += 1.0
+    adjacency = _adjacency(n, sources, targets, weights)
+    authority = adjacency.T @ hub
+    hub = adjacency @ authority  # the same direction; exactly W a, as nx.hits computes it
     return hub / hub.sum(), authority / authority.sum()
 
 
@@ -274,8 +347,10 @@ def dense_betweenness(matrix: np.ndarray) -> np.ndarray:
     """Exact normalised betweenness on the complete graph of all positive entries.
 
     Equal to ``nx.betweenness_centrality(G, weight="length", normalized=True)`` where G has
-    an edge i -> j of length ``-ln A[i, j]`` for every positive entry (self-loops never lie
-    on a shortest path and are ignored). Uses the C kernel on two threads when built;
+    an edge i -> j of length ``-ln A[i, j]`` for every positive off-diagonal entry (the
+    diagonal is not part of this graph: a self-loop never lies on a shortest path, and
+    networkx would count a weight-1 one as a second path, see
+    :func:`analysis.graph.kernels.zero_length_loops`). Uses the C kernel on two threads when built;
     without it, scipy's Floyd-Warshall finds the backbone (edges as short as the distance
     between their ends, the only ones on shortest paths) and igraph's Brandes runs on it.
     """

@@ -56,11 +56,8 @@ def reference_graph(result) -> nx.DiGraph:
 
 
 def networkx_betweenness(graph: nx.DiGraph) -> dict:
-    """networkx betweenness, minus one artefact: networkx counts a zero-length self-loop
-    (weight exactly 1) as a second shortest path into its node. Self-loops never lie on a
-    shortest path, so they are dropped when their length is 0 (others change nothing)."""
-    graph = graph.copy()
-    graph.remove_edges_from([(u, v) for u, v, d in graph.edges(data="length") if u == v and d == 0])
+    """networkx betweenness as it is, including how it counts a zero-length self-loop
+    (weight exactly 1): as a second shortest path into its node."""
     return nx.betweenness_centrality(graph, weight="length", normalized=True)
 
 
@@ -208,6 +205,50 @@ def test_every_metric_equals_networkx(n, seed, causal, rule, kernels):
     assert result.reciprocity == pytest.approx(nx.overall_reciprocity(graph), rel=1e-12)
 
 
+def test_betweenness_counts_a_weight_one_self_loop_as_networkx_does(kernels):
+    """Found by fuzzing: a causal first row is all on itself (weight 1, length 0); kept as a
+    self-loop, networkx counts it as a second shortest path into token 0. Before, the
+    kernels ignored it (self-loops never shorten a path) and differed from networkx."""
+    matrix = attention_like(12, 4, causal=True)
+    assert matrix[0, 0] == 1.0
+    result = analyze_graph(matrix, SparsifyRule(mode="none", self_loops=True))
+    expected = as_array(networkx_betweenness(reference_graph(result)), 12)
+    np.testing.assert_allclose(result.metrics["betweenness"], expected, rtol=RTOL, atol=1e-12)
+    assert result.metrics["betweenness"][0] > 0  # networkx's count, though 0 leads nowhere
+
+
+def test_hits_with_a_tied_top_singular_value_follows_the_power_iteration():
+    """Chain 0 -> 1 -> 2: singular values (1, 1, 0), nx.hits returns any mix of the tied
+    vectors (before: hub [0, 1, 0]); the rule is HITS's power iteration from a uniform hub
+    vector (networkx's _hits_python), which splits evenly."""
+    from networkx.algorithms.link_analysis.hits_alg import _hits_python
+
+    chain = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    result = analyze_graph(chain, SparsifyRule(mode="none"))
+    np.testing.assert_allclose(result.metrics["hub"], [0.5, 0.5, 0.0], atol=1e-12)
+    np.testing.assert_allclose(result.metrics["authority"], [0.0, 0.5, 0.5], atol=1e-12)
+    hubs, authorities = _hits_python(reference_graph(result), max_iter=10_000, tol=1e-15)
+    np.testing.assert_allclose(result.metrics["hub"], as_array(hubs, 3), atol=1e-9)
+    np.testing.assert_allclose(result.metrics["authority"], as_array(authorities, 3), atol=1e-9)
+
+
+def test_hits_splits_between_identical_disconnected_pieces():
+    """Two copies of one head side by side tie exactly; each gets half of one copy's HITS,
+    and a copy scaled down (a smaller top singular value) gets nothing, as in nx.hits."""
+    piece = attention_like(7, 3)
+    block = np.zeros((21, 21))
+    block[:7, :7] = block[7:14, 7:14] = piece
+    block[14:, 14:] = 0.5 * piece + 0.5 * np.eye(7)
+    top = [np.linalg.svd(m, compute_uv=False)[0] for m in (piece, block[14:, 14:])]
+    assert top[1] < top[0] * 0.99
+    single = analyze_graph(piece, SparsifyRule(mode="none"))
+    both = analyze_graph(block, SparsifyRule(mode="none"))
+    for name in ("hub", "authority"):
+        np.testing.assert_allclose(both.metrics[name][:7], single.metrics[name] / 2, rtol=1e-9)
+        np.testing.assert_allclose(both.metrics[name][7:14], single.metrics[name] / 2, rtol=1e-9)
+        np.testing.assert_allclose(both.metrics[name][14:], 0.0, atol=1e-12)
+
+
 @pytest.mark.parametrize("resolution", [0.5, 1.0, 2.0])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_communities_reach_python_louvain_and_modularity_matches(seed, resolution, kernels):
@@ -276,11 +317,13 @@ def test_timings_cover_every_step():
 
 
 def dense_reference(matrix: np.ndarray) -> np.ndarray:
+    """networkx on the graph of every positive off-diagonal entry (dense_betweenness's)."""
     graph = nx.DiGraph()
     n = matrix.shape[0]
     graph.add_nodes_from(range(n))
     for i, j in zip(*np.nonzero(matrix > 0), strict=True):
-        graph.add_edge(int(i), int(j), length=-math.log(matrix[i, j]))
+        if i != j:
+            graph.add_edge(int(i), int(j), length=-math.log(matrix[i, j]))
     return as_array(networkx_betweenness(graph), n)
 
 

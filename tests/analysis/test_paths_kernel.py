@@ -87,6 +87,42 @@ def test_exact_ties_split_the_paths_as_networkx_does():
     assert betweenness[1] == betweenness[2] > 0
 
 
+def with_zero_length_loops(n, sources, targets, lengths, nodes):
+    """The graph plus a weight-1 (length-0) self-loop at each of ``nodes``, row-major."""
+    sources = np.concatenate([sources, np.asarray(nodes, dtype=np.int64)])
+    targets = np.concatenate([targets, np.asarray(nodes, dtype=np.int64)])
+    lengths = np.concatenate([lengths, np.zeros(len(nodes))])
+    order = np.lexsort((targets, sources))
+    return sources[order], targets[order], lengths[order]
+
+
+def test_zero_length_self_loops_count_as_networkx_counts_them():
+    """networkx meets a weight-1 self-loop as a tie while scanning its node's edges in
+    order: sigma doubles there, so a tie to a lower target (2 -> 1 here: 0 -> 1 and
+    0 -> 2 -> 1 both weigh 0.25) adds the sigma from before the loop, a higher one after."""
+    sources = np.array([0, 0, 1, 2, 2, 3], dtype=np.int64)
+    targets = np.array([1, 2, 3, 1, 3, 4], dtype=np.int64)
+    lengths = -np.log(np.array([0.25, 0.5, 0.5, 0.5, 0.125, 0.9]))
+    graph = with_zero_length_loops(5, sources, targets, lengths, [1, 2, 3])
+    _, betweenness = shortest_paths(5, *graph)
+    _, expected = networkx_reference(5, *graph)
+    np.testing.assert_allclose(betweenness, expected, rtol=1e-12)
+    _, without_loops = networkx_reference(5, sources, targets, lengths)
+    assert not np.allclose(expected, without_loops)  # the loops do change networkx's numbers
+
+
+@pytest.mark.parametrize(("n", "seed", "density"), [(2, 0, 1.0), (12, 1, 0.3), (30, 2, 0.15)])
+def test_zero_length_self_loops_on_random_graphs(n, seed, density):
+    sources, targets, lengths = random_graph(n, seed, density=density, zero_lengths=0)
+    rng = np.random.default_rng(seed)
+    loops = rng.choice(n, max(1, n // 3), replace=False)
+    graph = with_zero_length_loops(n, sources, targets, lengths, loops)
+    distances, betweenness = shortest_paths(n, *graph)
+    np.testing.assert_array_equal(distances, scipy_distances(n, sources, targets, lengths))
+    _, expected = networkx_reference(n, *graph)
+    np.testing.assert_allclose(betweenness, expected, rtol=1e-12, atol=1e-15)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_reach_counts_equal_networkx_descendants(seed):
     rng = np.random.default_rng(seed)
@@ -126,6 +162,9 @@ def test_bad_buffers_are_refused_with_a_message():
         _paths.brandes(indptr, indices, lengths, reach, 0, 3, True, np.empty((3, 2)), np.zeros(2))
     with pytest.raises(ValueError, match="wrong size"):
         _paths.brandes(indptr, indices, lengths[:0], reach, 0, 2, True, np.empty((2, 2)), np.zeros(2))
+    with pytest.raises(ValueError, match="loops"):
+        _paths.brandes(indptr, indices, lengths, reach, 0, 2, True, np.empty((2, 2)), np.zeros(2),
+                       np.zeros(3, dtype=np.uint8))
 
 
 def test_the_kernel_releases_the_gil():
