@@ -102,9 +102,10 @@ class Exports:
         return self._write("the heatmap", path, lambda: heatmap.export_png(path, width=width, dpi=dpi))
 
     def export_matrix(self, path: str) -> bool:
-        view = self.session.view
+        view, run = self.session.view, self.session.run
         return self._require_view() and self._write(
-            "the matrix", path, lambda: write_matrix_csv(path, view.matrix, view.row_labels, view.col_labels))
+            "the matrix", path, lambda: write_matrix_csv(path, view.matrix, view.row_labels, view.col_labels,
+                                                         view=view, model=run.model.name))
 
     def export_folder(self, folder: str) -> bool:
         """The same four files as ``attention-atlas analyze``, for the current view and graph."""

@@ -10,7 +10,9 @@ and saves the settings.
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QIcon, QKeySequence
@@ -33,6 +35,7 @@ from app.graph_binding import GraphBinding
 from app.model_picker import DEFAULT_SOURCE, OPEN_FOLDER, ModelPicker
 from app.planner import Planner
 from app.session import Session
+from app.session_io import apply_choices, choices, open_state, session_state
 from app.tasks import TaskKind
 from app.view_binding import ViewBinding
 from app.worker import QtHost
@@ -158,6 +161,9 @@ class MainWindow(QMainWindow):
         self.open_text_action = self._action(file_menu, "&Open text…", self.open_text_dialog, QKeySequence.Open, "Open a UTF-8 text file")
         self.open_model_action = self._action(file_menu, "Open &model folder…", self.open_model_dialog, "Ctrl+Shift+O", "Use a local model folder in Hugging Face format")
         file_menu.addSeparator()
+        self._action(file_menu, "Open sess&ion…", self.open_session_dialog, "Ctrl+Alt+O", "Reopen an analysis saved as a .atlas file (no model needed)")
+        self._action(file_menu, "Save sessio&n…", self.save_session_dialog, "Ctrl+Shift+S", "Save the analysis and your choices as a .atlas file")
+        file_menu.addSeparator()
         self.export_image_action = self._action(file_menu, "&Export heatmap image…", exports("heatmap_dialog"), "Ctrl+E", "Save the heatmap as PNG (choose size and DPI) or SVG")
         self._action(file_menu, "Export heatmap &matrix as CSV…", exports("matrix_dialog"), "Ctrl+Shift+E", "Save the current view's matrix with token labels")
         self._action(file_menu, "&Save analysis folder…", exports("folder_dialog"), QKeySequence.Save, "Write attention.npz, tokens.csv, edges.csv and summary.json, as the command line does")
@@ -225,6 +231,12 @@ class MainWindow(QMainWindow):
         if colormap and self.view_controls.colormap_box.findText(str(colormap)) >= 0:
             self.view_controls.colormap_box.setCurrentText(str(colormap))
         self.view_binding._on_display_changed()
+        try:
+            remembered = json.loads(str(self.settings.value("session/choices") or "{}"))
+        except ValueError:
+            remembered = {}
+        if isinstance(remembered, dict):
+            apply_choices(self.session, remembered)
 
     def save_settings(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
@@ -232,7 +244,54 @@ class MainWindow(QMainWindow):
         self.settings.setValue("model/last", self.current_source())
         self._save_texts()
         self.settings.setValue("view/colormap", self.view_controls.colormap_box.currentText())
+        self.settings.setValue("session/choices", json.dumps(choices(self.session)))
         self.settings.sync()
+
+    # Session files ---------------------------------------------------------------------------------
+    def save_session_file(self, path: str) -> bool:
+        """Save the shown analysis and the choices as a .atlas file; False with a message."""
+        from analysis.io.session_file import SUFFIX, SessionFileError, save_session
+
+        if self.session.run is None:
+            self.show_error("Nothing to save yet: analyse a text first.")
+            return False
+        if not path.lower().endswith(SUFFIX):
+            path += SUFFIX
+        try:
+            save_session(path, self.session.run, state=session_state(self.session))
+        except SessionFileError as error:
+            self.show_error(str(error))
+            return False
+        self.statusBar().showMessage(f"Saved {path}", 5000)
+        return True
+
+    def open_session_file(self, path: str) -> bool:
+        """Show the analysis of a .atlas file with its choices; False with a message."""
+        from analysis.io.session_file import SessionFileError, load_session
+
+        try:
+            run, state = load_session(path)
+        except SessionFileError as error:
+            self.show_error(str(error))
+            return False
+        self.host.runner.cancel(self.session, [TaskKind.ANALYSE])
+        self.input_panel.set_texts(run.text, run.pair)
+        self.model_box.set_source(run.model.source)
+        skipped = open_state(self.session, run, state)
+        self._on_analysed(self.session.result)
+        note = f" Not restored: {', '.join(skipped)}." if skipped else ""
+        self.input_panel.show_message(f"Opened {Path(path).name}: {run.num_tokens} tokens of {run.model.name}.{note}")
+        return True
+
+    def save_session_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save session", "analysis.atlas", "Attention Atlas session (*.atlas)")
+        if path:
+            self.save_session_file(path)
+
+    def open_session_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open session", "", "Attention Atlas session (*.atlas);;All files (*)")
+        if path:
+            self.open_session_file(path)
 
     def _save_texts(self) -> None:
         """Short texts go into the settings; a long one into a recovery file in the data folder

@@ -36,6 +36,7 @@ class ViewBinding:
     def __init__(self, window, session: Session) -> None:
         self.window = window
         self.session = session
+        self._tokens_of = None  # the analysis whose tokens the token view shows
         w = window
         w.view_controls.changed.connect(self._on_controls_changed)
         w.view_controls.display_changed.connect(self._on_display_changed)
@@ -87,9 +88,14 @@ class ViewBinding:
 
         later(w, current, lambda: w.head_overview.set_heads(result.thumbnails, result.head_stats,
                                                             masked=run.model.is_causal))
-        later(w, current, lambda: w.token_view.set_tokens(run.text, run.pair, run.labels, run.offsets,
-                                                          run.segment_ids, run.special_mask))
+        later(w, current, lambda: self._show_tokens(result))
         later(w, current, lambda: (self.show_selection(), w.analysis_ready.emit()))
+
+    def _show_tokens(self, result) -> None:
+        run = result.run
+        self.window.token_view.set_tokens(run.text, run.pair, run.labels, run.offsets, run.segment_ids,
+                                          run.special_mask)
+        self._tokens_of = result
 
     def _on_spec(self, spec) -> None:
         self.window.view_controls.set_spec(spec)
@@ -127,6 +133,8 @@ class ViewBinding:
             return
         row = s.row_of(s.selected_token)
         w.heatmap.select_token(row)
+        if self._tokens_of is not s.result:
+            return  # the token view gets this analysis's tokens on a later turn, then its colours
         if view.spec.stack != "self":
             w.token_view.set_weights(None, None)
         elif view.spec.kind == "flow" and s.flow is not None:

@@ -1,6 +1,5 @@
 """The window as a person uses it: type, analyse, switch, click, export, cancel, bad input."""
 
-import csv
 from types import SimpleNamespace
 
 import numpy as np
@@ -112,11 +111,12 @@ def test_exports_write_png_svg_csv_and_the_analysis_folder(qtbot, analysed, tmp_
     assert window.export_heatmap(str(svg))
     assert "<svg" in svg.read_text(errors="ignore")[:2000]
     assert window.export_matrix(str(matrix_csv))
-    with open(matrix_csv, newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
-    assert rows[0][1:] == list(window.view.col_labels)
-    assert [r[0] for r in rows[1:]] == list(window.view.row_labels)
-    np.testing.assert_allclose(np.array([r[1:] for r in rows[1:]], float), window.view.matrix)
+    from analysis.io.folder import read_matrix_csv
+
+    matrix, row_labels, col_labels, meta = read_matrix_csv(matrix_csv)
+    assert col_labels == list(window.view.col_labels) and row_labels == list(window.view.row_labels)
+    np.testing.assert_allclose(matrix, window.view.matrix, atol=1e-6)
+    assert meta["model"] == window.result.run.model.name and meta["layer"] == str(window.view.spec.layer)
     assert window.export_folder(str(tmp_path / "folder"))
     for name in ("attention.npz", "tokens.csv", "edges.csv", "summary.json"):
         assert (tmp_path / "folder" / name).is_file()
@@ -259,4 +259,47 @@ def test_a_long_text_is_kept_in_a_recovery_file_not_in_the_settings(qtbot, tmp_p
     second = MainWindow(QSettings(path, QSettings.IniFormat), warm_up=False)
     qtbot.addWidget(second)
     assert second.input_panel.text() == long_text and second.input_panel.pair() == "short pair"
+    second.close()
+
+
+def test_a_saved_session_reopens_without_running_the_model(qtbot, analysed, tmp_path, settings):
+    window = analysed
+    window.view_controls.set_head(3, 7)
+    window.view_controls.flush()
+    window.heatmap.token_selected.emit(2)
+    path = str(tmp_path / "mine")
+    assert window.save_session_file(path)
+    other = MainWindow(settings, warm_up=False)
+    qtbot.addWidget(other)
+    other.show()
+    runner = other.host.runner
+    with qtbot.waitSignals([other.analysis_ready, other.graph_ready], timeout=30_000):
+        assert other.open_session_file(path + ".atlas")
+    assert not runner.is_busy(kinds=[TaskKind.ANALYSE]) and other.result.run.text == SENTENCE
+    assert (other.view.spec.layer, other.view.spec.head) == (3, 7) and other.selected_row() == 2
+    np.testing.assert_array_equal(other.heatmap.current_matrix(), window.heatmap.current_matrix())
+    assert "Out of date" not in other.status_notice.text()
+    bad = tmp_path / "bad.atlas"
+    bad.write_text("not a session")
+    with qtbot.waitSignal(other.error_shown, timeout=2000) as shown:
+        assert not other.open_session_file(str(bad))
+    assert "not an Attention Atlas session file" in shown.args[0] and other.result.run.text == SENTENCE
+    other.host.shutdown()
+
+
+def test_view_graph_and_layout_choices_are_restored_on_restart(qtbot, tmp_path):
+    path = str(tmp_path / "choices.ini")
+    first = MainWindow(QSettings(path, QSettings.IniFormat), warm_up=False)
+    qtbot.addWidget(first)
+    first.session.set_spec(kind="rollout", merge_words=True)
+    first.graph_panel.topk_spin.setValue(3)
+    first.graph_panel.rule_box.setCurrentIndex(first.graph_panel.rule_box.findData("top_k"))
+    first.graph_panel.flush()
+    first.set_graph_layout("circular")
+    first.close()
+    second = MainWindow(QSettings(path, QSettings.IniFormat), warm_up=False)
+    qtbot.addWidget(second)
+    assert second.session.spec.kind == "rollout" and second.view_controls.words_check.isChecked()
+    assert second.session.graph_settings.rule.mode == "top_k" and second.graph_panel.topk_spin.value() == 3
+    assert second.session.layout == "circular"
     second.close()

@@ -19,9 +19,10 @@ def test_smoke_test_analyses_switches_and_exports_everything(qapp, tmp_path, cap
     assert QImage(str(out / "graph.png")).width() == 1200
     assert QImage(str(out / "window.png")).width() > 0
     assert "<svg" in (out / "heatmap.svg").read_text(errors="ignore")[:2000]
-    with open(out / "matrix.csv", newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
-    assert rows[0][0] == "query \\ key" and len(rows) == len(rows[0])
+    from analysis.io.folder import read_matrix_csv
+
+    matrix, row_labels, col_labels, _meta = read_matrix_csv(out / "matrix.csv")
+    assert matrix.shape == (len(row_labels), len(col_labels)) and row_labels == col_labels
     summary = json.loads((out / "analysis" / "summary.json").read_text())
     assert (summary["view"]["layer"], summary["view"]["head"]) == (2, 3)
     with open(out / "analysis" / "tokens.csv", newline="", encoding="utf-8") as handle:

@@ -350,3 +350,31 @@ def test_shutdown_leaves_no_lane_running(lanes):
     session, runner = Session(), TaskRunner(lanes)
     runner.submit(session, TaskKind.ANALYSE, lambda context: [context.check() for _ in iter(int, 1)])
     assert runner.shutdown(2.0)
+
+
+def test_choices_and_session_state_round_trip(tmp_path):
+    from analysis.io.session_file import load_session, save_session
+    from app.session import AnalysisInputs
+    from app.session_io import apply_choices, choices, open_state, session_state
+
+    session = Session()
+    run = random_run()
+    session.set_texts(run.text)
+    session.set_result(result_of(run), AnalysisInputs("default", run.text))
+    session.set_spec(kind="rollout", layer=1)
+    session.set_graph_settings(rule=SparsifyRule(mode="top_k", top_k=3), resolution=0.5)
+    session.set_layout("circular")
+    session.set_path_kind("widest")
+    session.select_token(4)
+    session.set_path_ends(2, 7)
+    path = save_session(tmp_path / "s.atlas", run, state=session_state(session))
+
+    other = Session()
+    assert apply_choices(other, {"view": {"kind": "nonsense"}, "layout": "spiral"}) != []
+    opened, state = load_session(path)
+    assert open_state(other, opened, state) == []
+    assert (other.spec.kind, other.spec.layer) == ("rollout", 1)
+    assert other.graph_settings == session.graph_settings and other.layout == "circular"
+    assert other.path_kind == "widest" and other.selected_token == 4
+    assert (other.path_source, other.path_target) == (2, 7) and not other.is_stale
+    assert choices(other) == choices(session)
