@@ -64,8 +64,23 @@ def path_color(name: str) -> QColor:
 
 
 def lookup_table(name: str, n: int = 256) -> np.ndarray:
-    """``uint8 [n, 4]`` RGBA lookup table of a colour map (for numpy-side colouring)."""
-    return get_colormap(name).getLookupTable(0.0, 1.0, n, alpha=True, mode="byte")
+    """``uint8 [n, 4]`` RGBA lookup table of a colour map (for numpy-side colouring);
+    ``SIGNED_COLORMAP`` gives the diverging map of signed values."""
+    cmap = signed_colormap() if name == SIGNED_COLORMAP else get_colormap(name)
+    return cmap.getLookupTable(0.0, 1.0, n, alpha=True, mode="byte")
+
+
+def selected_label_color(name: str) -> QColor:
+    """Colour of the selected token's axis labels on a colour map."""
+    return {"blues": QColor(20, 60, 160), SIGNED_COLORMAP: QColor(20, 20, 20)}.get(name, QColor(200, 30, 30))
+
+
+def highlight_colors(name: str) -> dict[str, str]:
+    """The heatmap's selection colours on colour map ``name`` as ``#rrggbb``, in the form
+    :func:`analysis.io.figure_data.heatmap_figure` takes: ``outline`` (selected row and
+    column), ``path`` (path cells), ``label`` (selected token's labels)."""
+    return {"outline": highlight_color(name).name(), "path": path_color(name).name(),
+            "label": selected_label_color(name).name()}
 
 
 def colorize(

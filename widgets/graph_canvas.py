@@ -17,7 +17,8 @@ batched so that 512 tokens with ~25k edges stay interactive: one path item per w
 bin (never one per edge), at most ``MAX_DRAWN_EDGES`` edges (the strongest), only
 ``THICK_EDGE_BUDGET`` of them wider than one pixel, arrowheads rebuilt only on zoom,
 labels thinned on screen so none overlap (hovered, selected, source, target and path
-nodes always get theirs).  The decisions are in :mod:`widgets.canvas_geometry`, the
+nodes always get theirs).  Exports are drawn from the graph's data, not from the scene
+(:meth:`GraphCanvas.figure`, :mod:`analysis.io.figure_data`).  The decisions are in :mod:`widgets.canvas_geometry`, the
 items in :mod:`widgets.canvas_items`, the toolbar and hints in
 :mod:`widgets.canvas_chrome`, the layout state in :mod:`widgets.canvas_layouts`.
 """
@@ -32,6 +33,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtCore import Qt, Signal
 
+from analysis.io import figure_data as fd
 from widgets import canvas_chrome as chrome
 from widgets import canvas_geometry as geometry
 from widgets import figure_export
@@ -344,14 +346,43 @@ class GraphCanvas(QtWidgets.QWidget):
         else:
             self._vb.setRange(xRange=(-1, 1), yRange=(-1, 1), padding=0)
 
-    def export_png(self, path, *, width: int | None = None) -> None:
-        """Write the graph as PNG (``width`` pixels wide; default: as on screen);
-        ``OSError`` naming the reason when the file cannot be written."""
-        figure_export.export_png(self._vb, path, width=width, background=BACKGROUND)
+    def figure(self, *, include_highlight: bool = False, title: str | None = None):
+        """The graph as a figure (:class:`analysis.io.figure_data.Figure`) in the layout
+        drawn, from the canvas's data (not its scene): the drawn edges, nodes coloured by
+        community and sized by the size metric, labels placed without overlap and never
+        cut, and a legend (communities, node-size metric, edge widths). Clean by default:
+        no path, source, target, selection or hover; ``include_highlight`` keeps them.
+        ``title`` defaults to "Attention graph" ("" for none)."""
+        metric = self.size_metric()
+        hl = include_highlight
+        return fd.graph_figure(
+            self._labels, self._src, self._dst, self._w, self._pos, layout=self.layout_kind(),
+            communities=self._communities, size_values=self._metrics[metric] if metric else None,
+            size_metric=metric, metric_values=self._metrics,
+            title="Attention graph" if title is None else title,
+            path=self._path_nodes if hl else (), source=self._source if hl else None,
+            target=self._target if hl else None, selected=self._selected if hl else None,
+            weight_name="weight", metrics=figure_export.figure_metrics(),
+        )
+
+    def export_figure(self, path, *, width: int | None = None, dpi: float | None = None,
+                      include_highlight: bool = False, title: str | None = None, fmt: str | None = None):
+        """Write :meth:`figure` as PNG, SVG or PDF by the extension (or ``fmt``); see
+        :func:`widgets.figure_export.write_figure`. Returns the path; ``OSError`` naming
+        the reason when the file cannot be written."""
+        fig = self.figure(include_highlight=include_highlight, title=title)
+        return figure_export.write_figure(fig, path, width=width, dpi=dpi, fmt=fmt)
+
+    def export_png(self, path, *, width: int | None = None, dpi: float | None = None) -> None:
+        """Write the clean graph figure as PNG (``width`` pixels wide; default: its natural
+        size at ``dpi``, 96 unless given); ``OSError`` naming the reason when the file
+        cannot be written."""
+        self.export_figure(path, width=width, dpi=dpi, fmt="png")
 
     def export_svg(self, path) -> None:
-        """Write the graph as SVG; ``OSError`` naming the reason when it cannot be written."""
-        figure_export.export_svg(self._vb, path, background=BACKGROUND, title="Attention Atlas graph")
+        """Write the clean graph figure as SVG; ``OSError`` naming the reason when it
+        cannot be written."""
+        self.export_figure(path, fmt="svg")
 
     # accessors (tests, app)
     def node_positions(self) -> np.ndarray:

@@ -20,7 +20,9 @@ columns (every token of the view hidden) shows the empty state with its reason.
 The widget shows state and emits what the person did; it computes nothing about the
 model. Built like pyqtgraph's ``MatrixDisplayExample``: one row-major float32
 ``ImageItem``, a ``ColorBarItem``, token tick labels from a custom ``AxisItem``
-(:mod:`widgets.heatmap_axes`); PNG/SVG export through :mod:`widgets.figure_export`.
+(:mod:`widgets.heatmap_axes`). Exports (PNG, SVG, PDF) are drawn from the matrix, not
+from the scene: :meth:`AttentionHeatmap.figure` lays out a clean figure
+(:mod:`analysis.io.figure_data`) that :mod:`widgets.figure_export` writes.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainterPath, QPalette, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem, QToolTip, QWidget
 
+from analysis.io import figure_data as fd
 from widgets import figure_export
 from widgets.colormaps import (
     COLORMAPS,
@@ -42,7 +45,10 @@ from widgets.colormaps import (
     SIGNED_COLORMAP,
     get_colormap,
     highlight_color,
+    highlight_colors,
+    lookup_table,
     path_color,
+    selected_label_color,
     signed_colormap,
 )
 from widgets.empty_state import hint_label, hint_stack
@@ -425,31 +431,47 @@ class AttentionHeatmap(QWidget):
         return self._image.toolTip()
 
     # -- export ----------------------------------------------------------------------------
+    def figure(self, *, include_highlight: bool = False, title: str | None = None):
+        """The heatmap as a figure (:class:`analysis.io.figure_data.Figure`): cells,
+        every label that fits (never cut), axis titles, a colour bar with its ticks, the
+        title (``title``; default: the one shown, "" for none). Clean by default: no
+        selection, path or hover; ``include_highlight`` keeps the selected token's row,
+        column and labels and the path cells. ``ValueError`` in the empty state."""
+        if self._matrix is None:
+            raise ValueError("nothing to export: no attention matrix is shown")
+        shown = self.shown_colormap()
+        levels = value_levels(self._matrix, self._signed, self._matrix_levels, self._fixed_levels)
+        return fd.heatmap_figure(
+            self._matrix, self._row_labels, self._col_labels, masked=self._masked,
+            title=self._title if title is None else title, signed=self._signed, levels=levels,
+            log=self.log_scale(), colormap=shown, lut=lookup_table(shown),
+            metrics=figure_export.figure_metrics(),
+            selected=self._selected if include_highlight else None,
+            path=self._path if include_highlight else (),
+            colors=highlight_colors(shown),
+        )
+
+    def export_figure(self, path: str | os.PathLike, *, width: int | None = None, dpi: float | None = None,
+                      include_highlight: bool = False, title: str | None = None, fmt: str | None = None):
+        """Write :meth:`figure` as PNG, SVG or PDF, chosen by the extension (or ``fmt``):
+        see :func:`widgets.figure_export.write_figure` for ``width`` and ``dpi``. Returns
+        the path; ``ValueError`` in the empty state or for another extension, ``OSError``
+        when the file cannot be written."""
+        fig = self.figure(include_highlight=include_highlight, title=title)
+        return figure_export.write_figure(fig, path, width=width, dpi=dpi, fmt=fmt)
+
     def export_png(
         self, path: str | os.PathLike, *, width: int | None = None, dpi: int = 150
     ) -> None:
-        """Write the plot (matrix, axes, colour bar, title) as PNG, ``width`` pixels wide
-        (height keeps the aspect), with ``dpi`` stored in the file. ``OSError`` when the
-        file cannot be written."""
-        figure_export.export_png(self._export_item(), path, width=width, dpi=dpi)
+        """Write the clean figure as PNG, ``width`` pixels wide (default: its natural size
+        at ``dpi``), with ``dpi`` stored in the file. ``OSError`` when the file cannot be
+        written."""
+        self.export_figure(path, width=width, dpi=dpi, fmt="png")
 
     def export_svg(self, path: str | os.PathLike) -> None:
-        """Write the plot as SVG; ``OSError`` when the file cannot be written (text stays
-        text, the matrix is an embedded image)."""
-        figure_export.export_svg(
-            self._export_item(),
-            path,
-            title=self._title or "attention heatmap",
-            description="Attention Atlas heatmap: rows = queries, columns = keys",
-        )
-
-    def _export_item(self):
-        if self._matrix is None:
-            raise ValueError("nothing to export: no attention matrix is shown")
-        if not self._view.isVisible() and self._view.width() < 50:
-            self._view.resize(max(self.width(), 640), max(self.height(), 560))
-        self._view.ci.layout.activate()
-        return self._view.ci
+        """Write the clean figure as SVG (cells as ``<rect>`` up to 256 x 256, text as
+        text); ``OSError`` when the file cannot be written."""
+        self.export_figure(path, fmt="svg")
 
     # -- internals -------------------------------------------------------------------------
     def _is_masked(self, row: int, col: int) -> bool:
@@ -503,9 +525,7 @@ class AttentionHeatmap(QWidget):
         ppen.setCosmetic(True)
         ppen.setJoinStyle(Qt.PenJoinStyle.MiterJoin)
         self._path_item.setPen(ppen)
-        sel_color = {"blues": QColor(20, 60, 160), SIGNED_COLORMAP: QColor(20, 20, 20)}.get(
-            shown, QColor(200, 30, 30)
-        )
+        sel_color = selected_label_color(shown)
         self._left.set_selected(self._selected, sel_color)
         self._bottom.set_selected(self._selected, sel_color)
 

@@ -16,15 +16,25 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QLineF, QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPen
 from PySide6.QtWidgets import QGraphicsRectItem
 
+from analysis.io.figure_data import (
+    COLORBAR_LABELS,
+    INDEX_LABELS_FROM,
+    MAX_LABEL_CHARS,
+    axis_labels,
+    check_levels,
+    format_weight,
+    nice_step,
+    value_levels,
+)
 from widgets.colormaps import MASKED_BACKGROUND, MASKED_HATCH
 
 __all__ = [
+    "COLORBAR_LABELS",
     "HatchedRect",
     "TokenAxis",
     "axis_labels",
@@ -38,76 +48,8 @@ __all__ = [
     "MAX_LABEL_PX",
 ]
 
-MAX_LABEL_CHARS = 18  # longer token labels are elided with "…"
 MAX_LABEL_PX = 130  # axis room for labels, in pixels
-INDEX_LABELS_FROM = 24  # from this many tokens on, labels carry their index: "12 cat"
-
-
-def _nice_step(min_step: float) -> int:
-    """Smallest of 1, 2, 5, 10, 20, 50, ... that is >= ``min_step``."""
-    if min_step <= 1:
-        return 1
-    exp = 10 ** math.floor(math.log10(min_step))
-    for m in (1, 2, 5, 10):
-        if m * exp >= min_step:
-            return int(m * exp)
-    return int(10 * exp)
-
-
-def axis_labels(labels: Sequence[str]) -> list[str]:
-    """Labels as the axes write them: newlines and tabs escaped, longer than
-    ``MAX_LABEL_CHARS`` elided with "…", prefixed by their index from
-    ``INDEX_LABELS_FROM`` tokens on ("12 cat")."""
-    with_index = len(labels) >= INDEX_LABELS_FROM
-    out = []
-    for i, lab in enumerate(labels):
-        lab = lab.replace("\n", "\\n").replace("\t", "\\t")
-        if len(lab) > MAX_LABEL_CHARS:
-            lab = lab[: MAX_LABEL_CHARS - 1] + "…"
-        out.append(f"{i} {lab}" if with_index else lab)
-    return out
-
-
-def format_weight(w: float) -> str:
-    """``0.231``; tiny weights in scientific notation so they do not read as 0."""
-    if w == 0 or abs(w) >= 1e-3:
-        return f"{w:.3f}"
-    return f"{w:.1e}"
-
-
-def check_levels(levels) -> tuple[float, float] | None:
-    """``(lo, hi)`` as floats (None stays None); ``ValueError`` unless finite and ``hi > lo``."""
-    if levels is None:
-        return None
-    lo, hi = float(levels[0]), float(levels[1])
-    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
-        raise ValueError(f"levels must be finite and increase, got {levels}")
-    return lo, hi
-
-
-def value_levels(matrix: np.ndarray, signed: bool, explicit: tuple[float, float] | None,
-                 fixed: tuple[float, float] | None) -> tuple[float, float]:
-    """Colour levels in value units: ``explicit`` ones (this matrix's), else ``[-m, m]``
-    for signed values (``m = max |finite value|``), else ``fixed`` ones (a common scale
-    for unsigned matrices), else ``0 .. max``. Without a non-zero value the top is 1."""
-    if explicit is not None:
-        return explicit
-    finite = matrix[np.isfinite(matrix)]
-    if signed:
-        top = float(np.abs(finite).max()) if finite.size else 0.0
-        return (-top, top) if top > 0 else (-1.0, 1.0)
-    if fixed is not None:
-        return fixed
-    top = float(finite.max()) if finite.size else 0.0
-    return 0.0, (top if top > 0 else 1.0)
-
-
-#: colour-bar titles by scale
-COLORBAR_LABELS = {
-    "linear": "attention weight",
-    "log": "attention weight (log scale)",
-    "signed": "signed value (0 = white)",
-}
+_nice_step = nice_step
 
 
 def make_colorbar(cmap: pg.ColorMap, fg: QColor) -> pg.ColorBarItem:

@@ -7,7 +7,9 @@ chips where they sit in the sequence; a pair (second text) comes below the first
 separator. Background intensity is ``weight / max(weight over the other tokens)``: the
 row is relative, so the strongest key is always fully coloured, and the tooltip gives the
 exact weight. Every token is an anchor ``tok:<index>``; clicking it emits
-``token_selected(index)``.
+``token_selected(index)``. The text is cut into tokens and the text between them by
+:func:`analysis.io.figure_data.token_pieces`, which the exported figure
+(:meth:`TokenTextView.figure`) and the HTML report use too.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from PySide6.QtCore import QPoint, QUrl, Signal
 from PySide6.QtGui import QColor, QPalette, QTextCursor
 from PySide6.QtWidgets import QLabel, QTextBrowser, QVBoxLayout, QWidget
 
+from analysis.io import figure_data as fd
+from widgets import figure_export
 from widgets.empty_state import hint_label, hint_stack
 
 __all__ = ["TokenTextView", "EMPTY_HINT", "ANCHOR_PREFIX"]
@@ -27,17 +31,8 @@ __all__ = ["TokenTextView", "EMPTY_HINT", "ANCHOR_PREFIX"]
 EMPTY_HINT = "Type a text and press Ctrl+Enter: its tokens appear here, coloured by attention"
 SELECT_HINT = "Click a token (here, in the heatmap or in the graph) to colour the text by the attention it pays."
 ANCHOR_PREFIX = "tok:"
-WEIGHT_COLOR = QColor(255, 140, 0)  # orange: readable under black text at any intensity
+WEIGHT_COLOR = QColor(*fd.WEIGHT_RGB)  # orange: readable under black text at any intensity
 SELECTED_COLOR = QColor(30, 90, 200)
-
-
-def _blend(base: QColor, top: QColor, alpha: float) -> QColor:
-    a = float(np.clip(alpha, 0.0, 1.0))
-    return QColor(
-        round(base.red() * (1 - a) + top.red() * a),
-        round(base.green() * (1 - a) + top.green() * a),
-        round(base.blue() * (1 - a) + top.blue() * a),
-    )
 
 
 def _text_html(s: str) -> str:
@@ -160,6 +155,28 @@ class TokenTextView(QWidget):
     def browser(self) -> QTextBrowser:
         return self._browser
 
+    def figure(self, *, include_highlight: bool = False, title: str | None = None):
+        """The text with its tokens coloured as shown, as a figure
+        (:class:`analysis.io.figure_data.Figure`) with a legend bar from 0 to the
+        strongest weight; the title defaults to the caption (what the colours mean).
+        Clean by default: the colours stay (they are the data), the selected token is
+        not marked; ``include_highlight`` writes it bold, underlined, in blue.
+        ``ValueError`` when empty."""
+        if not self._labels:
+            raise ValueError("nothing to export: no tokens are shown")
+        return fd.tokens_figure(
+            self._text, self._pair, self._labels, self._offsets, self._segments, self._special,
+            self._weights, self._selected, title=self.caption_text() if title is None else title,
+            mark_selected=include_highlight, metrics=figure_export.figure_metrics(),
+        )
+
+    def export_figure(self, path, *, width: int | None = None, dpi: float | None = None,
+                      include_highlight: bool = False, title: str | None = None, fmt: str | None = None):
+        """Write :meth:`figure` as PNG, SVG or PDF by the extension (or ``fmt``); see
+        :func:`widgets.figure_export.write_figure`. Returns the path."""
+        fig = self.figure(include_highlight=include_highlight, title=title)
+        return figure_export.write_figure(fig, path, width=width, dpi=dpi, fmt=fmt)
+
     def token_color(self, index: int) -> QColor | None:
         """Background colour of a token's span (None when uncoloured)."""
         if self._weights is None:
@@ -226,13 +243,10 @@ class TokenTextView(QWidget):
 
     # -- internals -------------------------------------------------------------------------
     def _colors(self) -> list[QColor | None]:
-        w = self._weights
         base = self._browser.palette().color(QPalette.ColorRole.Base)
-        if w is None:
-            return [None] * len(self._labels)
-        others = np.delete(w, self._selected) if self._selected is not None else w
-        peak = float(others.max()) if others.size and others.max() > 0 else 1.0
-        return [_blend(base, WEIGHT_COLOR, (v / peak) ** 0.8 if v > 0 else 0.0) for v in w]
+        colors = fd.token_colors(self._weights, self._selected, len(self._labels),
+                                 base=(base.red(), base.green(), base.blue()))
+        return [None if c is None else QColor(c) for c in colors]
 
     def _token_html(self, index: int, inner: str, colors: list[QColor | None], chip: bool) -> str:
         fg = self._browser.palette().color(QPalette.ColorRole.Text).name()
@@ -257,51 +271,17 @@ class TokenTextView(QWidget):
 
     def _rebuild(self) -> None:
         colors = self._colors()
-        texts = {0: self._text, 1: self._pair or ""}
-        cursor = {0: 0, 1: 0}
-        parts: list[str] = []
-        current_segment = 0
-        pair_started = False
-
-        def flush(segment: int, upto: int | None = None) -> None:
-            src = texts[segment]
-            end = len(src) if upto is None else max(cursor[segment], min(upto, len(src)))
-            if end > cursor[segment]:
-                parts.append(_text_html(src[cursor[segment] : end]))
-                cursor[segment] = end
-
-        def start_pair() -> None:
-            nonlocal pair_started, current_segment
-            flush(0)
-            parts.append('</p><hr/><p style="white-space: pre-wrap; line-height: 140%">')
-            pair_started = True
-            current_segment = 1
-
-        parts.append('<p style="white-space: pre-wrap; line-height: 140%">')
-        for i, label in enumerate(self._labels):
-            seg = int(self._segments[i])
-            start, end = (int(x) for x in self._offsets[i])
-            if self._special[i] or seg < 0 or seg not in texts or end <= start:
-                # special tokens (and tokens without a span) as chips where they sit
-                parts.append(self._token_html(i, html.escape(label), colors, chip=True))
-                continue
-            if seg == 1 and not pair_started and self._pair is not None:
-                start_pair()
-            if seg != current_segment:
-                current_segment = seg
-            flush(seg, start)
-            s = max(start, cursor[seg])
-            e = min(end, len(texts[seg]))
-            if e <= s:  # span already consumed (overlapping offsets): show the label
-                parts.append(self._token_html(i, html.escape(label), colors, chip=True))
-                continue
-            parts.append(self._token_html(i, _text_html(texts[seg][s:e]), colors, chip=False))
-            cursor[seg] = e
-        flush(0)
-        if self._pair is not None:
-            if not pair_started:
-                start_pair()
-            flush(1)
+        parts: list[str] = ['<p style="white-space: pre-wrap; line-height: 140%">']
+        pieces = fd.token_pieces(self._text, self._pair, self._labels, self._offsets, self._segments, self._special)
+        for piece in pieces:
+            if piece[0] == "text":
+                parts.append(_text_html(piece[1]))
+            elif piece[0] == "pair":
+                parts.append('</p><hr/><p style="white-space: pre-wrap; line-height: 140%">')
+            else:
+                _, i, text, chip = piece
+                inner = html.escape(text) if chip else _text_html(text)
+                parts.append(self._token_html(i, inner, colors, chip=chip))
         parts.append("</p>")
         self._html = "".join(parts)
         scroll = self._browser.verticalScrollBar().value()

@@ -308,7 +308,7 @@ def test_export_svg(heatmap, tmp_path):
     heatmap.export_svg(path)
     text = path.read_text(encoding="utf-8")
     assert "<svg" in text
-    assert "<image" in text  # the matrix
+    assert text.count('class="cell"') == 64 and "<image" not in text  # cells are vector rectangles
     assert "key (attended to)" in text  # axis titles are text
 
 
