@@ -6,41 +6,61 @@ everywhere, as in the rest of the app. Each tile is a thumbnail of one head's
 tile's own maximum*: the overview is for the *shape* of each head's pattern (diagonal,
 previous token, [CLS] column, broad); exact values are in the tooltip statistics and
 the main heatmap. Causal models: cells of the upper triangle are neutral grey.
+
+Under the mosaic a sortable table lists every head's statistics (entropy, share of
+attention to special tokens, mean attention distance; click a row to open the head),
+exportable as CSV (:meth:`HeadOverview.export_head_table_csv`). The mosaic keeps its
+chrome small (tick numbers, one axis title) so the tiles take the dock's width, and the
+table gets the height the mosaic does not need. Exports (PNG, SVG, PDF) are drawn from
+the thumbnails in the chosen colour map (:meth:`HeadOverview.figure`).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QPalette, QPen
-from PySide6.QtWidgets import QGraphicsRectItem, QWidget
+from PySide6.QtCore import QPointF, QRectF, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtGui import QColor, QFontMetricsF, QPalette, QPen, QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QGraphicsRectItem,
+    QHeaderView,
+    QSplitter,
+    QTableView,
+    QWidget,
+)
 
-from widgets.colormaps import DEFAULT_COLORMAP, MASKED_BACKGROUND, colorize, get_colormap
+from analysis.io import figure_data as fd
+from widgets import figure_export
+from widgets.colormaps import (
+    DEFAULT_COLORMAP,
+    MASKED_BACKGROUND,
+    colorize,
+    get_colormap,
+    lookup_table,
+)
 from widgets.empty_state import hint_label, hint_stack
 
-__all__ = ["HeadOverview", "EMPTY_HINT", "format_head_tooltip"]
+__all__ = ["HeadOverview", "EMPTY_HINT", "HEAD_TABLE_COLUMNS", "format_head_tooltip"]
+
+#: column titles of the head table per statistic (others: the name, underscores as spaces)
+HEAD_TABLE_COLUMNS = {
+    "entropy": ("entropy", "mean entropy of a query's attention, in nats", lambda v: f"{v:.2f}"),
+    "special_share": ("special %", "share of attention paid to special tokens, in %", lambda v: f"{100 * v:.1f}"),
+    "mean_distance": ("distance", "mean attention distance, in tokens", lambda v: f"{v:.1f}"),
+}
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 
 EMPTY_HINT = "Type a text and press Ctrl+Enter to see every layer and head"
 
-_STAT_FORMATS = {
-    "entropy": lambda v: f"entropy: {v:.2f} nats",
-    "special_share": lambda v: f"attention to special tokens: {100 * v:.1f} %",
-    "mean_distance": lambda v: f"mean attention distance: {v:.1f} tokens",
-}
-
-
 def format_head_tooltip(layer: int, head: int, stats: Mapping[str, np.ndarray] | None) -> str:
-    """``"Layer 3 · head 7"`` and one line per statistic."""
-    lines = [f"Layer {layer} · head {head}"]
-    for key, values in (stats or {}).items():
-        v = float(np.asarray(values)[layer, head])
-        fmt = _STAT_FORMATS.get(key)
-        lines.append(fmt(v) if fmt else f"{key.replace('_', ' ')}: {v:.3g}")
-    return "\n".join(lines)
+    """``"Layer 3 · head 7"`` and one line per statistic (entropy in nats, attention to
+    special tokens in %, mean attention distance in tokens)."""
+    return fd.head_tooltip(layer, head, stats)
 
 
 class HeadOverview(QWidget):
@@ -74,21 +94,26 @@ class HeadOverview(QWidget):
         self._fg = pal.color(QPalette.ColorRole.WindowText)
         self._view = pg.GraphicsLayoutWidget()
         self._view.setBackground(pal.color(QPalette.ColorRole.Base))
+        self._view.ci.setContentsMargins(1, 1, 1, 1)
         self._plot = self._view.addPlot()
+        self._plot.layout.setContentsMargins(0, 0, 0, 0)
         self._plot.invertY(True)
-        self._plot.setDefaultPadding(0.01)
+        self._plot.setDefaultPadding(0.0)
         self._plot.hideButtons()
         self._plot.setMenuEnabled(False)
         self._plot.setMouseEnabled(x=False, y=False)
         self._plot.setAspectLocked(True)
         self._plot.showAxis("top")
         self._plot.hideAxis("bottom")
-        for side, text in (("left", "layer"), ("top", "head")):
+        # small chrome so the tiles get the width: tick numbers only on the left, one
+        # title on top saying what rows and columns are
+        for side in ("left", "top"):
             ax = self._plot.getAxis(side)
             ax.setPen(self._fg)
             ax.setTextPen(self._fg)
-            ax.setLabel(text, color=self._fg.name())
-            ax.setStyle(tickLength=0)
+            ax.setStyle(tickLength=0, tickTextOffset=2)
+        self._plot.getAxis("top").setLabel("head  (rows: layer)", color=self._fg.name())
+        self._plot.getAxis("left").setToolTip("layer")
         self._vb = self._plot.getViewBox()
 
         self._image = pg.ImageItem(axisOrder="row-major")
@@ -101,7 +126,36 @@ class HeadOverview(QWidget):
         self._frame.setVisible(False)
         self._plot.addItem(self._frame)
 
-        self._stack = hint_stack(self, self._hint, self._view)
+        self._model = QStandardItemModel(0, 2, self)
+        self._proxy = QSortFilterProxyModel(self)
+        self._proxy.setSourceModel(self._model)
+        self._proxy.setSortRole(SORT_ROLE)
+        self._table = QTableView()
+        self._table.setObjectName("headTable")
+        self._table.setModel(self._proxy)
+        self._table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
+        self._table.setSortingEnabled(True)  # layer then head order until a column is clicked
+        self._table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self._table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self._table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self._table.verticalHeader().setVisible(False)
+        self._table.verticalHeader().setDefaultSectionSize(QFontMetricsF(self.font()).height() + 6)
+        self._table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self._table.horizontalHeader().setStretchLastSection(True)
+        self._table.setToolTip("Every head's statistics; click a column title to sort, a row to open the head")
+        self._table.clicked.connect(self._on_table_clicked)
+
+        self._splitter = QSplitter(Qt.Orientation.Vertical)
+        self._splitter.setChildrenCollapsible(True)
+        self._splitter.addWidget(self._view)
+        self._splitter.addWidget(self._table)
+        self._splitter.setStretchFactor(0, 1)
+        self._splitter.setStretchFactor(1, 0)
+        self._user_split = False
+        self._splitter.splitterMoved.connect(self._on_splitter_moved)
+        self._table.setVisible(False)
+
+        self._stack = hint_stack(self, self._hint, self._splitter)
 
         scene = self._view.scene()
         scene.sigMouseMoved.connect(self._on_mouse_moved)
@@ -138,8 +192,10 @@ class HeadOverview(QWidget):
         self._render()
         self._update_axes()
         self._update_frame()
-        self._vb.autoRange(padding=0.01)
-        self._stack.setCurrentWidget(self._view)
+        self._fill_table()
+        self._stack.setCurrentWidget(self._splitter)
+        self._fit_split()
+        self._vb.autoRange(padding=0.0)
 
     def clear(self) -> None:
         self._thumbs = None
@@ -147,6 +203,8 @@ class HeadOverview(QWidget):
         self._current = None
         self._image.clear()
         self._frame.setVisible(False)
+        self._model.setRowCount(0)
+        self._table.setVisible(False)
         self._stack.setCurrentWidget(self._hint)
 
     def set_current(self, layer: int | None, head: int | None = None) -> None:
@@ -156,15 +214,76 @@ class HeadOverview(QWidget):
         else:
             self._current = (int(layer), int(head))
         self._update_frame()
+        self._select_table_row()
 
     def current(self) -> tuple[int, int] | None:
         return self._current
 
     def set_colormap(self, name: str) -> None:
+        """Colour the tiles (and exports) with one of ``COLORMAPS``."""
         get_colormap(name)  # validate
         self._cmap_name = name
         if self._thumbs is not None:
             self._render()
+
+    def colormap(self) -> str:
+        return self._cmap_name
+
+    def head_stats(self) -> dict[str, np.ndarray] | None:
+        return None if self._stats is None else dict(self._stats)
+
+    def head_table(self) -> QTableView:
+        """The sortable table of every head's statistics (for tests and the window)."""
+        return self._table
+
+    def head_table_rows(self) -> list[tuple]:
+        """The table's rows in the order shown: ``(layer, head, value, ...)``."""
+        rows = []
+        for r in range(self._proxy.rowCount()):
+            rows.append(tuple(self._proxy.index(r, c).data(SORT_ROLE) for c in range(self._proxy.columnCount())))
+        return rows
+
+    def export_head_table_csv(self, path: str | os.PathLike) -> None:
+        """Write every head's statistics as CSV: ``layer,head,entropy,special_share,
+        mean_distance`` (the names of the statistics shown), one row per head in layer
+        then head order, full precision (entropy in nats, special_share 0..1,
+        mean_distance in tokens). ``ValueError`` when there are no statistics,
+        ``OSError`` (naming the file and the reason) when it cannot be written."""
+        if not self._stats:
+            raise ValueError("nothing to export: no head statistics are shown")
+        path = figure_export.check_writable(path, "CSV")
+        try:
+            fd.write_head_table_csv(path, self._stats)
+        except OSError as exc:
+            raise figure_export._error(exc.errno, f"Cannot write CSV to {path!r}: {exc.strerror or exc}") from exc
+
+    def figure(self, *, include_highlight: bool = False, title: str | None = None):
+        """The mosaic as a figure (:class:`analysis.io.figure_data.Figure`) in the chosen
+        colour map, with layer and head numbers and a colour bar; clean by default (no
+        frame around the current head; ``include_highlight`` keeps it). ``title``
+        defaults to "Heads: layer x head". ``ValueError`` when empty."""
+        if self._thumbs is None:
+            raise ValueError("nothing to export: no heads are shown")
+        return fd.heads_figure(
+            self._thumbs, colormap=self._cmap_name, lut=lookup_table(self._cmap_name), masked=self._masked,
+            stats=self._stats, current=self._current if include_highlight else None,
+            title="Heads: layer x head" if title is None else title, metrics=figure_export.figure_metrics(),
+        )
+
+    def export_figure(self, path, *, width: int | None = None, dpi: float | None = None,
+                      include_highlight: bool = False, title: str | None = None, fmt: str | None = None):
+        """Write :meth:`figure` as PNG, SVG or PDF by the extension (or ``fmt``); see
+        :func:`widgets.figure_export.write_figure`. Returns the path."""
+        fig = self.figure(include_highlight=include_highlight, title=title)
+        return figure_export.write_figure(fig, path, width=width, dpi=dpi, fmt=fmt)
+
+    def tile_pitch_px(self) -> float:
+        """On-screen pixels from one tile's left edge to the next (tile + gap)."""
+        if self._thumbs is None:
+            return 0.0
+        a = self._vb.mapViewToScene(QPointF(0, 0))
+        b = self._vb.mapViewToScene(QPointF(1, 0))
+        return abs(b.x() - a.x())
 
     def grid_shape(self) -> tuple[int, int] | None:
         """``(layers, heads)`` shown, None when empty."""
@@ -201,10 +320,86 @@ class HeadOverview(QWidget):
         return self._thumbs is None
 
     # -- internals -------------------------------------------------------------------------
+    def resizeEvent(self, event):  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        self._fit_split()
+
+    def _fit_split(self) -> None:
+        """Give the mosaic the height its width needs (square tiles), the table the rest,
+        until the person moves the splitter."""
+        if self._thumbs is None or not self._table.isVisibleTo(self) or self._user_split:
+            return
+        total = self._splitter.height() - self._splitter.handleWidth()
+        if total <= 0:
+            return
+        n_layers, n_heads = self._thumbs.shape[:2]
+        left = self._plot.getAxis("left").width()
+        top = self._plot.getAxis("top").height()
+        pitch = max(1.0, (self._splitter.width() - left - 4) / n_heads)
+        needed = int(math.ceil(top + 4 + n_layers * pitch))
+        header = self._table.horizontalHeader().sizeHint().height()
+        min_table = min(total // 3, 3 * self._table.verticalHeader().defaultSectionSize() + header + 4)
+        mosaic = max(min(needed, total - min_table), total // 2)
+        blocked = self._splitter.blockSignals(True)
+        self._splitter.setSizes([mosaic, total - mosaic])
+        self._splitter.blockSignals(blocked)
+
+    def _on_splitter_moved(self, *args) -> None:
+        self._user_split = True
+
+    def _fill_table(self) -> None:
+        stats = self._stats or {}
+        names = list(stats)
+        self._model.clear()
+        columns = [HEAD_TABLE_COLUMNS.get(k, (k.replace("_", " "), k.replace("_", " "), lambda v: f"{v:.3g}"))
+                   for k in names]
+        self._model.setHorizontalHeaderLabels(["layer", "head"] + [c[0] for c in columns])
+        for c, column in enumerate(columns, start=2):
+            self._model.setHeaderData(c, Qt.Orientation.Horizontal, column[1], Qt.ItemDataRole.ToolTipRole)
+        if not names:
+            self._table.setVisible(False)
+            return
+        formats = [c[2] for c in columns]
+        arrays = [np.asarray(stats[k], dtype=np.float64) for k in names]
+        n_layers, n_heads = self._thumbs.shape[:2]
+        self._model.setRowCount(n_layers * n_heads)
+        for layer in range(n_layers):
+            for head in range(n_heads):
+                r = layer * n_heads + head
+                cells = [(str(layer), layer), (str(head), head)]
+                cells += [(fmt(float(a[layer, head])), float(a[layer, head])) for fmt, a in zip(formats, arrays, strict=True)]
+                for c, (text, value) in enumerate(cells):
+                    item = QStandardItem(text)
+                    item.setData(value, SORT_ROLE)
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                    self._model.setItem(r, c, item)
+        self._table.setVisible(True)
+        self._select_table_row()
+
+    def _select_table_row(self) -> None:
+        selection = self._table.selectionModel()
+        if selection is None:
+            return
+        if self._current is None or self._thumbs is None or not self._stats:
+            selection.clearSelection()
+            return
+        n_heads = self._thumbs.shape[1]
+        source = self._model.index(self._current[0] * n_heads + self._current[1], 0)
+        index = self._proxy.mapFromSource(source)
+        if index.isValid():
+            self._table.selectRow(index.row())
+            self._table.scrollTo(index)
+
+    def _on_table_clicked(self, index) -> None:
+        layer = int(self._proxy.index(index.row(), 0).data(SORT_ROLE))
+        head = int(self._proxy.index(index.row(), 1).data(SORT_ROLE))
+        self.set_current(layer, head)
+        self.head_selected.emit(layer, head)
+
     def _render(self) -> None:
         th = self._thumbs
         n_layers, n_heads, t, _ = th.shape
-        gap = max(1, t // 8)
+        gap = max(1, t // 16)
         pitch = t + gap
         self._tile, self._gap = t, gap
         # per-tile scaling to its own maximum: the overview shows the shape of a pattern
@@ -229,6 +424,8 @@ class HeadOverview(QWidget):
 
     def _update_axes(self) -> None:
         n_layers, n_heads = self._thumbs.shape[:2]
+        fm = QFontMetricsF(self._plot.getAxis("left").style.get("tickFont") or self.font())
+        self._plot.getAxis("left").setWidth(int(math.ceil(fm.horizontalAdvance(str(n_layers - 1)) + 6)))
         half = self._tile / (self._tile + self._gap) / 2
         head_step = max(1, math.ceil(n_heads / 24))
         layer_step = max(1, math.ceil(n_layers / 24))
