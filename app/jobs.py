@@ -33,6 +33,14 @@ class AnalysisResult:
 
 
 @dataclass(frozen=True)
+class GenerateRequest:
+    source: str
+    prompt: str
+    settings: dict  # keyword arguments of analysis.generation.generate_steps
+    stop: object = None  # a threading.Event: set, the generation ends early and keeps its tokens
+
+
+@dataclass(frozen=True)
 class GraphRequest:
     matrix: np.ndarray  # the view's matrix
     rule: SparsifyRule
@@ -83,19 +91,54 @@ def analyse_job(request: AnalyseRequest):
     def job(context):
         context.progress(0.02, "Loading the model…")
         from analysis.attention.extract import extract
-        from analysis.attention.head_stats import head_summary, head_thumbnails
         from analysis.models.loading import load_model
 
         loaded = load_model(request.source, allow_pickle=request.allow_pickle)
         context.progress(0.5, f"Running {loaded.facts.name}…")
         run = extract(loaded, request.text, request.pair)
         context.progress(0.85, "Summarising heads…")
-        started = time.perf_counter()
-        thumbnails = head_thumbnails(run.attentions)
-        stats = head_summary(run.attentions, run.special_mask)
-        run.timings["heads"] = time.perf_counter() - started
+        result = summarised(run)
         context.progress(1.0, "Done")
-        return AnalysisResult(run=run, thumbnails=thumbnails, head_stats=stats)
+        return result
+
+    return job
+
+
+def summarised(run: AttentionRun) -> AnalysisResult:
+    """A run with the head overview's thumbnails and statistics."""
+    from analysis.attention.head_stats import head_summary, head_thumbnails
+
+    started = time.perf_counter()
+    thumbnails = head_thumbnails(run.attentions)
+    stats = head_summary(run.attentions, run.special_mask)
+    run.timings["heads"] = time.perf_counter() - started
+    return AnalysisResult(run=run, thumbnails=thumbnails, head_stats=stats)
+
+
+def generate_job(request: GenerateRequest):
+    """Generate token by token (each token sent as a partial result), then one forward pass
+    over prompt + generation gives the run. A stop keeps the tokens generated so far; a
+    cancel (a newer request, closing the window) drops everything."""
+
+    def job(context):
+        context.progress(0.02, "Loading the model…")
+        from analysis.generation import generate_steps, generation_run
+        from analysis.models.loading import load_model
+
+        loaded = load_model(request.source)
+        stop = request.stop
+        total = request.settings.get("max_new_tokens", 32)
+
+        def on_token(step) -> None:
+            context.send_partial(step)
+            context.report(0.05 + 0.85 * (step.index + 1) / max(total, 1), "Generating…")
+
+        generation = generate_steps(loaded, request.prompt, on_token=on_token,
+                                    cancelled=lambda: context.is_cancelled() or (stop is not None and stop.is_set()),
+                                    **request.settings)
+        context.check()
+        context.report(0.92, "Reading prompt and answer once more…")
+        return summarised(generation_run(loaded, generation))
 
     return job
 

@@ -10,16 +10,11 @@ and saves the settings.
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
-
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
-    QFileDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -28,18 +23,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from analysis.io.text_files import TextFileError, read_text_file
-from analysis.io.user_dirs import data_dir
 from app.exports import Exports
 from app.graph_binding import GraphBinding
-from app.model_picker import DEFAULT_SOURCE, OPEN_FOLDER, ModelPicker
+from app.model_picker import ModelPicker
 from app.planner import Planner
 from app.session import Session
-from app.session_io import apply_choices, choices, open_state, session_state
 from app.tasks import TaskKind
 from app.view_binding import ViewBinding
+from app.window_files import WindowFilesMixin
+from app.window_generation import GenerationMixin
+from app.window_models import ModelChoiceMixin
 from app.worker import QtHost
 from resources import resource_path, sample_texts
+from widgets.generation_panel import GenerationPanel
 from widgets.graph_panel import GraphPanel
 from widgets.head_grid import HeadOverview
 from widgets.heatmap import COLORMAPS, AttentionHeatmap
@@ -50,10 +46,9 @@ from widgets.view_controls import ViewControls
 
 APP_NAME = "Attention Atlas"
 SHUTDOWN_WAIT_S = 2.0  # closing waits at most this long for background work to stop
-SETTINGS_TEXT_LIMIT = 20_000  # characters of a text kept in the settings; longer ones in a recovery file
 
 
-class MainWindow(QMainWindow):
+class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, QMainWindow):
     """Attention Atlas's window. The ``*_ready`` signals fire once a result is drawn (tests,
     the smoke test)."""
 
@@ -74,7 +69,8 @@ class MainWindow(QMainWindow):
         self.host = QtHost(self)
         self.planner = Planner(self.session, self.host.runner, on_progress=self._on_progress)
         self.planner.analysis_handlers.update(done=self._on_analysed, failed=self._on_analysis_failed,
-                                              cancelled=self._on_analysis_cancelled)
+                                              cancelled=self._on_analysis_cancelled, generated=self._on_generated)
+        self._stop_generation = None
         self._progress_text: dict[TaskKind, str] = {}
         self._build_widgets()
         self._build_docks()
@@ -99,6 +95,7 @@ class MainWindow(QMainWindow):
         self.graph_panel = GraphPanel()
         self.graph_panel.canvas.set_size_metric("pagerank")
         self.metrics_table = MetricsTable()
+        self.generation_panel = GenerationPanel()
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -125,6 +122,9 @@ class MainWindow(QMainWindow):
         self.graph_dock = self._dock("Graph", "graphDock", self.graph_panel, Qt.RightDockWidgetArea)
         self.tokens_dock = self._dock("Tokens", "tokensDock", self.token_view, Qt.BottomDockWidgetArea)
         self.metrics_dock = self._dock("Metrics", "metricsDock", self.metrics_table, Qt.BottomDockWidgetArea)
+        self.generate_dock = self._dock("Generate", "generateDock", self.generation_panel, Qt.LeftDockWidgetArea)
+        self.tabifyDockWidget(self.input_dock, self.generate_dock)
+        self.input_dock.raise_()
         self.tabifyDockWidget(self.tokens_dock, self.metrics_dock)
         self.tokens_dock.raise_()
         self.setDockOptions(QMainWindow.AnimatedDocks | QMainWindow.AllowTabbedDocks | QMainWindow.AllowNestedDocks)
@@ -160,6 +160,8 @@ class MainWindow(QMainWindow):
         file_menu = self.menuBar().addMenu("&File")
         self.open_text_action = self._action(file_menu, "&Open text…", self.open_text_dialog, QKeySequence.Open, "Open a UTF-8 text file")
         self.open_model_action = self._action(file_menu, "Open &model folder…", self.open_model_dialog, "Ctrl+Shift+O", "Use a local model folder in Hugging Face format")
+        self._action(file_menu, "Open model &file (.gguf)…", self.open_model_file_dialog, None, "Use a GGUF model file (llama.cpp, LM Studio, Ollama)")
+        self.clear_cache_action = self._action(file_menu, "Clear model conversion cache…", self.clear_conversion_cache, None, "Delete the float32 copies of GGUF models made for fast loading")
         file_menu.addSeparator()
         self._action(file_menu, "Open sess&ion…", self.open_session_dialog, "Ctrl+Alt+O", "Reopen an analysis saved as a .atlas file (no model needed)")
         self._action(file_menu, "Save sessio&n…", self.save_session_dialog, "Ctrl+Shift+S", "Save the analysis and your choices as a .atlas file")
@@ -176,6 +178,7 @@ class MainWindow(QMainWindow):
         self.analyse_action = self._action(run_menu, "&Analyse", self.analyse, "Ctrl+Return", "Run the model on the text (Ctrl+Enter)")
         self.analyse_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
         self.cancel_action = self._action(run_menu, "&Cancel", self.cancel, "Esc", "Stop the running work; the previous result stays")
+        self._action(run_menu, "&Generate", self.generate, "Ctrl+G", "Let the model answer the prompt of the Generate panel")
         run_menu.addSeparator()
         self._action(run_menu, "Next layer", lambda: self._step("layer", 1), "PgDown")
         self._action(run_menu, "Previous layer", lambda: self._step("layer", -1), "PgUp")
@@ -183,7 +186,8 @@ class MainWindow(QMainWindow):
         self._action(run_menu, "Previous head", lambda: self._step("head", -1), "Ctrl+Left")
 
         view_menu = self.menuBar().addMenu("&View")
-        for dock in (self.input_dock, self.heads_dock, self.graph_dock, self.tokens_dock, self.metrics_dock):
+        for dock in (self.input_dock, self.generate_dock, self.heads_dock, self.graph_dock, self.tokens_dock,
+                     self.metrics_dock):
             view_menu.addAction(dock.toggleViewAction())
         view_menu.addSeparator()
         self._action(view_menu, "Reset heatmap zoom", self.heatmap.reset_view, "Ctrl+0")
@@ -210,169 +214,35 @@ class MainWindow(QMainWindow):
         self.session.events.stale.connect(self._on_stale)
         self.model_box.activated.connect(self._on_model_chosen)
         self.host.busy_changed.connect(self.input_panel.set_busy)
+        self.generation_panel.generate_requested.connect(self.generate)
+        self.generation_panel.stop_requested.connect(self.cancel)
+        self.generation_panel.step_selected.connect(self._on_step_chosen)
+        self.session.events.generation_step.connect(self.generation_panel.show_step)
+        self.session.events.result.connect(self._on_result_for_generation)
         self.host.settled.connect(self._on_settled)
         self.session.events.error.connect(self._on_task_error)
 
     # Settings --------------------------------------------------------------------------------------
-    def _restore_settings(self) -> None:
-        geometry = self.settings.value("window/geometry")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        else:
-            self._fit_to_screen()
-        state = self.settings.value("window/state")
-        if state is not None:
-            self.restoreState(state)
-        source = str(self.settings.value("model/last", DEFAULT_SOURCE))
-        self.model_box.fill(source)
-        self.session.set_model_source(self.model_box.source())
-        self._restore_texts()
-        colormap = self.settings.value("view/colormap")
-        if colormap and self.view_controls.colormap_box.findText(str(colormap)) >= 0:
-            self.view_controls.colormap_box.setCurrentText(str(colormap))
-        self.view_binding._on_display_changed()
-        try:
-            remembered = json.loads(str(self.settings.value("session/choices") or "{}"))
-        except ValueError:
-            remembered = {}
-        if isinstance(remembered, dict):
-            apply_choices(self.session, remembered)
 
-    def save_settings(self) -> None:
-        self.settings.setValue("window/geometry", self.saveGeometry())
-        self.settings.setValue("window/state", self.saveState())
-        self.settings.setValue("model/last", self.current_source())
-        self._save_texts()
-        self.settings.setValue("view/colormap", self.view_controls.colormap_box.currentText())
-        self.settings.setValue("session/choices", json.dumps(choices(self.session)))
-        self.settings.sync()
 
     # Session files ---------------------------------------------------------------------------------
-    def save_session_file(self, path: str) -> bool:
-        """Save the shown analysis and the choices as a .atlas file; False with a message."""
-        from analysis.io.session_file import SUFFIX, SessionFileError, save_session
 
-        if self.session.run is None:
-            self.show_error("Nothing to save yet: analyse a text first.")
-            return False
-        if not path.lower().endswith(SUFFIX):
-            path += SUFFIX
-        try:
-            save_session(path, self.session.run, state=session_state(self.session))
-        except SessionFileError as error:
-            self.show_error(str(error))
-            return False
-        self.statusBar().showMessage(f"Saved {path}", 5000)
-        return True
 
-    def open_session_file(self, path: str) -> bool:
-        """Show the analysis of a .atlas file with its choices; False with a message."""
-        from analysis.io.session_file import SessionFileError, load_session
 
-        try:
-            run, state = load_session(path)
-        except SessionFileError as error:
-            self.show_error(str(error))
-            return False
-        self.host.runner.cancel(self.session, [TaskKind.ANALYSE])
-        self.input_panel.set_texts(run.text, run.pair)
-        self.model_box.set_source(run.model.source)
-        skipped = open_state(self.session, run, state)
-        self._on_analysed(self.session.result)
-        note = f" Not restored: {', '.join(skipped)}." if skipped else ""
-        self.input_panel.show_message(f"Opened {Path(path).name}: {run.num_tokens} tokens of {run.model.name}.{note}")
-        return True
 
-    def save_session_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save session", "analysis.atlas", "Attention Atlas session (*.atlas)")
-        if path:
-            self.save_session_file(path)
 
-    def open_session_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open session", "", "Attention Atlas session (*.atlas);;All files (*)")
-        if path:
-            self.open_session_file(path)
-
-    def _save_texts(self) -> None:
-        """Short texts go into the settings; a long one into a recovery file in the data folder
-        (the settings file stays small, and nothing typed is lost)."""
-        for key, value in (("text", self.input_panel.text()), ("pair", self.input_panel.pair() or "")):
-            recovery = data_dir() / f"recovered-{key}.txt"
-            if len(value) <= SETTINGS_TEXT_LIMIT:
-                self.settings.setValue(f"input/{key}", value)
-                self.settings.remove(f"input/{key}_file")
-                continue
-            try:
-                recovery.parent.mkdir(parents=True, exist_ok=True)
-                recovery.write_text(value, encoding="utf-8")
-            except OSError as error:
-                print(f"attention-atlas: could not keep the long {key} in {recovery}: {error}", file=sys.stderr)
-                continue
-            self.settings.setValue(f"input/{key}", "")
-            self.settings.setValue(f"input/{key}_file", str(recovery))
-
-    def _restore_texts(self) -> None:
-        texts = {}
-        for key in ("text", "pair"):
-            texts[key] = str(self.settings.value(f"input/{key}") or "")
-            path = self.settings.value(f"input/{key}_file")
-            if path:
-                try:
-                    texts[key] = read_text_file(str(path))
-                except TextFileError as error:
-                    self.input_panel.show_message(f"Your last {key} was kept in {path} but cannot be reopened "
-                                                  f"here: {error}", error=True)
-        if texts["text"] or texts["pair"]:
-            self.input_panel.set_texts(texts["text"], texts["pair"] or None)
 
     # The model ---------------------------------------------------------------------------------------
-    def current_source(self) -> str:
-        return self.model_box.source()
 
-    def set_model_source(self, source: str) -> None:
-        """Choose a model (a folder path, a hub id or 'default'); the next analysis uses it."""
-        self.model_box.set_source(source)
-        self.session.set_model_source(source)
 
-    def _on_model_chosen(self, index: int) -> None:
-        if self.model_box.itemData(index) == OPEN_FOLDER:
-            self.open_model_dialog()
-        else:
-            self.session.set_model_source(self.model_box.source())
 
-    def open_model_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open a model folder (Hugging Face format)")
-        if folder:
-            self.set_model_source(folder)
-            self.input_panel.show_message(f"Model: {folder}. Press Ctrl+Enter to analyse with it.")
-        else:
-            self.model_box.set_source(self.session.model_source)
 
-    def open_text_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a text", "", "Text files (*.txt *.md);;All files (*)")
-        if path:
-            self.input_panel.load_file(path)
 
-    def _on_texts_edited(self) -> None:
-        self.session.set_texts(self.input_panel.text(), self.input_panel.pair())
 
-    def _on_stale(self, stale: bool) -> None:
-        """Say when the shown result no longer matches the text or the model."""
-        if stale:
-            self.status_notice.setText("Out of date: the text or the model changed. Ctrl+Enter analyses it.")
-        else:
-            run = self.session.run
-            self.status_notice.setText((run.notice or "") if run is not None else "")
 
-    def _warm_up(self) -> None:
-        """Load the chosen model in the background while the person types."""
-        if not self.host.runner.is_busy(self.session, [TaskKind.ANALYSE]):
-            self.planner.warm_up(self.current_source(), on_done=self._on_warmed_up)
 
-    def _on_warmed_up(self, facts) -> None:
-        if self.session.result is None:
-            self.status_model.setText(f"{facts.name} is loaded: type a text (or pick a sample) and press Ctrl+Enter.")
-        self.warmed_up.emit()
+
+
 
     # Analysis ----------------------------------------------------------------------------------------
     def analyse(self):
@@ -391,8 +261,18 @@ class MainWindow(QMainWindow):
         self.host.update_busy()
         return task
 
+    # Generation ------------------------------------------------------------------------------------
+
+
+
+
     def cancel(self) -> None:
         runner = self.host.runner
+        generating = runner.current(self.session, TaskKind.GENERATE)
+        if generating is not None and self._stop_generation is not None:
+            self._stop_generation.set()  # a stop keeps the tokens generated so far
+            self.input_panel.show_message("Stopping the generation; the tokens so far are kept…")
+            return
         if runner.is_busy(self.session):
             runner.cancel(self.session)
             self.input_panel.show_message("Cancelling…")
@@ -407,6 +287,7 @@ class MainWindow(QMainWindow):
         self.input_panel.show_message(run.notice or f"Analysed {run.num_tokens} tokens.")
 
     def _on_analysis_failed(self, message: str) -> None:
+        self.generation_panel.set_busy(False)
         if "only pickle weights" in message:
             source = self.session.model_source
             if self.ask_allow_pickle(source):
@@ -428,6 +309,7 @@ class MainWindow(QMainWindow):
         return answer == QMessageBox.Yes
 
     def _on_analysis_cancelled(self) -> None:
+        self.generation_panel.set_busy(False)
         kept = " The previous result is still shown." if self.session.result is not None else ""
         self.input_panel.show_message("Cancelled." + kept)
 

@@ -12,7 +12,10 @@ from analysis.models.hub_cache import cached_hub_models
 
 DEFAULT_SOURCE = "default"
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2 (embedded)"
+CHAT_SOURCE = "smollm2"
+CHAT_MODEL_NAME = "SmolLM2-135M-Instruct (embedded)"
 OPEN_FOLDER = "__open__"
+OPEN_FILE = "__open_file__"
 MAX_RECENT = 8
 
 
@@ -43,22 +46,38 @@ class ModelPicker(QComboBox):
         self.blockSignals(True)
         self.clear()
         self.addItem(DEFAULT_MODEL_NAME, DEFAULT_SOURCE)
-        self.setItemData(0, "The embedded sentence-transformers/all-MiniLM-L6-v2 (6 layers × 12 heads)", Qt.ToolTipRole)
-        sources = [DEFAULT_SOURCE]
-        for source in [*self.recent(), *cached_hub_models()]:
+        self.setItemData(0, "The embedded sentence-transformers/all-MiniLM-L6-v2 (6 layers × 12 heads; an encoder)",
+                         Qt.ToolTipRole)
+        self.addItem(CHAT_MODEL_NAME, CHAT_SOURCE)
+        self.setItemData(1, "The embedded chat model: a Llama decoder, 30 layers × 9 heads (3 key/value heads); "
+                            "it generates", Qt.ToolTipRole)
+        sources = [DEFAULT_SOURCE, CHAT_SOURCE]
+        found = [(m.name, str(m.path), f"{m.path} ({m.where}, {m.size / 1e6:.0f} MB)") for m in self.found_gguf()]
+        entries = [(model_display_name(s), s, s) for s in [*self.recent(), *cached_hub_models()]] + found
+        for name, source, tip in entries:
             if source not in sources:
                 sources.append(source)
-                self.addItem(model_display_name(source), source)
-                self.setItemData(self.count() - 1, source, Qt.ToolTipRole)
+                self.addItem(name, source)
+                self.setItemData(self.count() - 1, tip, Qt.ToolTipRole)
         if current not in sources:
             self.addItem(model_display_name(current), current)
         self.addItem("Open model folder…", OPEN_FOLDER)
+        self.addItem("Open model file (.gguf)…", OPEN_FILE)
         self.setCurrentIndex(max(0, self.findData(current)))
         self.blockSignals(False)
 
+    def found_gguf(self):
+        """GGUF models found on this computer (Ollama, LM Studio, llama.cpp, the HF cache)."""
+        from analysis.models.discovery import find_gguf_models
+
+        try:
+            return find_gguf_models()
+        except OSError:
+            return []
+
     def source(self) -> str:
         source = self.currentData()
-        return DEFAULT_SOURCE if source in (None, OPEN_FOLDER) else str(source)
+        return DEFAULT_SOURCE if source in (None, OPEN_FOLDER, OPEN_FILE) else str(source)
 
     def set_source(self, source: str) -> None:
         """Show ``source`` as the chosen model (added to the list when new)."""

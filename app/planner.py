@@ -48,6 +48,30 @@ class Planner:
                             failed=lambda message: self._call("failed", message),
                             cancelled=lambda: self._call("cancelled"))
 
+    def generate(self, prompt: str, settings: dict, *, on_token: Callable | None = None) -> tuple[Task, object]:
+        """Let the session's model answer ``prompt``; tokens reach ``on_token`` as they come.
+        Returns the task and its stop event (set it to end early and keep the tokens)."""
+        import threading
+
+        stop = threading.Event()
+        inputs = AnalysisInputs(self.session.model_source, prompt, None, kind="generate")
+        request = jobs.GenerateRequest(inputs.source, prompt, dict(settings), stop)
+
+        def done(result) -> None:
+            self.session.set_result(result, inputs)
+            steps = result.run.generation.steps if result.run.generation is not None else ()
+            if steps:
+                self.session.set_generation_step(len(steps) - 1)
+            self._call("generated", result)
+
+        task = self.runner.submit(
+            self.session, TaskKind.GENERATE, jobs.generate_job(request), on_done=done,
+            on_failed=lambda message: self._call("failed", message), on_cancelled=lambda: self._call("cancelled"),
+            on_partial=on_token,
+            on_progress=(lambda f, m: self.on_progress(TaskKind.GENERATE, f, m)) if self.on_progress else None,
+        )
+        return task, stop
+
     def warm_up(self, source: str, on_done: Callable | None = None) -> Task:
         return self._submit(TaskKind.WARM_UP, jobs.warm_up_job(source), on_done or (lambda _facts: None),
                             failed=lambda message: None)

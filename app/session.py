@@ -87,6 +87,7 @@ class AnalysisInputs:
     source: str
     text: str
     pair: str | None = None
+    kind: str = "analyse"  # or "generate": then `text` is the prompt, not the input box's text
 
 
 class SessionEvents(SignalGroup):
@@ -103,6 +104,7 @@ class SessionEvents(SignalGroup):
     path_kind = Signal(str)
     selection = Signal(object)  # run token index | None
     path_ends = Signal()
+    generation_step = Signal(object)  # the generated token stepped to (index) | None
     graph = Signal(object)  # app.jobs.GraphOutcome | None
     positions = Signal(object)  # dict kind -> [n, 2]
     layered = Signal(object)
@@ -128,6 +130,7 @@ class Session:
         self.selected_token: int | None = None
         self.path_source: int | None = None
         self.path_target: int | None = None
+        self.generation_step: int | None = None
         self.result = None
         self.result_inputs: AnalysisInputs | None = None
         self.view: AttentionView | None = None
@@ -193,8 +196,11 @@ class Session:
     def is_stale(self) -> bool:
         """A result is shown, and the texts or the model differ from what it was made of."""
         inputs = self.result_inputs
-        return inputs is not None and (inputs.source, inputs.text, inputs.pair) != (
-            self.model_source, self.text, self.pair)
+        if inputs is None:
+            return False
+        if inputs.kind == "generate":
+            return inputs.source != self.model_source
+        return (inputs.source, inputs.text, inputs.pair) != (self.model_source, self.text, self.pair)
 
     def analysis_inputs(self) -> AnalysisInputs:
         return AnalysisInputs(self.model_source, self.text, self.pair)
@@ -251,6 +257,21 @@ class Session:
             self._bump({"path_ends"})
             self.events.path_ends.emit()
 
+    def set_generation_step(self, index: int | None) -> None:
+        """Step to generated token ``index``: the position that predicted it (the one before
+        it) becomes the selected token and the path's source, so every view shows what that
+        query looked at."""
+        run = self.run
+        generation = run.generation if run is not None else None
+        if index is not None and (generation is None or not 0 <= index < len(generation.steps)):
+            raise IndexError(f"step {index} is not a step of the current generation")
+        self.generation_step = index
+        self.events.generation_step.emit(index)
+        if index is not None:
+            position = run.prompt_length + index - 1
+            self.select_token(position)
+            self.set_path_ends(source=position)
+
     def _checked_token(self, token: int | None) -> int | None:
         if token is None:
             return None
@@ -270,6 +291,7 @@ class Session:
         self.result_inputs = inputs
         self.selected_token = None
         self.path_source = self.path_target = None
+        self.generation_step = None
         self.errors.clear()
         self.view = None
         self._matrix_key = self._layered_key = self._flow_query = None

@@ -1,0 +1,76 @@
+"""Generation in the window on the embedded chat model: stream, stop, step through."""
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings
+
+from app.main_window import MainWindow
+
+
+@pytest.fixture
+def chat_window(qtbot, tmp_path, chat_loaded):
+    window = MainWindow(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat), warm_up=False)
+    qtbot.addWidget(window)
+    window.resize(1400, 900)
+    window.show()
+    window.set_model_source("smollm2")
+    yield window
+    window.host.shutdown()
+
+
+def test_generate_stream_and_step_through_the_tokens(qtbot, chat_window):
+    window, panel = chat_window, chat_window.generation_panel
+    panel.prompt_edit.setPlainText("What is the capital of France?")
+    panel.max_tokens_spin.setValue(6)
+    streamed = []
+    original = panel.add_token
+    panel.add_token = lambda step: streamed.append(step) or original(step)
+    with qtbot.waitSignals([window.analysis_ready, window.graph_ready], timeout=120_000):
+        window.generate()
+    run = window.result.run
+    generation = run.generation
+    assert generation is not None and len(generation.steps) == len(streamed) > 0
+    assert [s.id for s in streamed] == list(run.input_ids[run.prompt_length:])
+    assert "Paris" in generation.text
+    last = len(generation.steps) - 1
+    assert panel.current_step() == last
+    assert window.session.selected_token == run.prompt_length + last - 1
+    # step 0: the query that predicted the first answer token is the prompt's last token
+    panel.step_selected.emit(0)
+    step = generation.steps[0]
+    assert window.session.selected_token == run.prompt_length - 1 == window.selected_row()
+    assert panel.candidates.rowCount() == len(step.top) and panel.candidates.item(0, 0).text()
+    assert panel.lens.rowCount() == run.num_layers and panel.lens.item(run.num_layers - 1, 0).text() == str(run.num_layers - 1)
+    probs = [float(panel.candidates.item(r, 1).text()) for r in range(panel.candidates.rowCount())]
+    assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
+    np.testing.assert_allclose(window.heatmap.current_matrix()[window.selected_row()].sum(), 1, atol=1e-3)
+    assert "rank 1" in panel.step_info.text()
+
+
+def test_stop_keeps_the_tokens_so_far(qtbot, chat_window):
+    window, panel = chat_window, chat_window.generation_panel
+    panel.prompt_edit.setPlainText("Count from one to fifty in words.")
+    panel.max_tokens_spin.setValue(200)
+    panel.stop_check.setChecked(False)
+    seen = []
+    original = panel.add_token
+
+    def add(step):
+        seen.append(step)
+        original(step)
+        if len(seen) == 3:
+            window.cancel()  # Esc
+
+    panel.add_token = add
+    with qtbot.waitSignal(window.analysis_ready, timeout=120_000):
+        window.generate()
+    generation = window.result.run.generation
+    assert generation.stop_reason == "cancelled" and 3 <= len(generation.steps) < 200
+    assert window.result.run.num_tokens == window.result.run.prompt_length + len(generation.steps)
+    assert "stopped" in panel.answer.text()
+
+
+def test_an_encoder_cannot_generate_and_says_so(qtbot, analysed):
+    window = analysed
+    assert not window.generation_panel.generate_button.isEnabled()
+    assert "cannot generate" in window.generation_panel.answer.text()
