@@ -33,6 +33,28 @@ examples:
   attention-atlas analyze --model ./my-gpt2 --text "Hello there" --view rollout --out out/
 """
 
+FIGURE_FORMATS = ("png", "svg", "pdf")
+_figure_writer = None  # set by the application (app.main): analysis/ itself draws nothing
+
+
+def set_figure_writer(writer) -> None:
+    """``writer(folder, run, view, graph, formats)`` draws the figures ``--figures`` asks for
+    (the desktop application registers its own; analysis/ imports no drawing code)."""
+    global _figure_writer
+    _figure_writer = writer
+
+
+def figure_formats(text: str | None) -> list[str]:
+    """``"png,svg"`` -> ``["png", "svg"]``; ValueError naming the bad one."""
+    if text is None:
+        return []
+    formats = [part.strip().lower().lstrip(".") for part in text.split(",") if part.strip()]
+    bad = [f for f in formats if f not in FIGURE_FORMATS]
+    if bad or not formats:
+        raise ValueError(f"--figures takes a comma-separated list of {', '.join(FIGURE_FORMATS)}, got {text!r}")
+    return list(dict.fromkeys(formats))
+
+
 # Graph options and their defaults (None in the parser, so a given option can be told apart).
 GRAPH_DEFAULTS = {"sparsify": "coverage", "coverage": 0.9, "top_k": 5, "min_weight": 0.0, "resolution": 1.0,
                   "seed": 0}
@@ -78,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("--seed", type=int, help="Louvain seed (default 0)")
     graph.add_argument("--no-graph", action="store_true", help="skip the graph: edges.csv then lists every nonzero entry")
 
+    parser.add_argument("--figures", help="also draw figures: a comma-separated list of png, svg, pdf "
+                        "(heatmap.*, graph.*, heads.* in --out)")
     parser.add_argument("--out", required=True, help="folder to write (created if missing)")
     parser.add_argument("--force", action="store_true", help="replace an existing analysis in --out")
     return parser
@@ -124,6 +148,9 @@ def checked_args(args: argparse.Namespace) -> argparse.Namespace:
         if "coverage" in given and args.sparsify != "coverage":
             warn(f"--coverage {args.coverage} is ignored: it applies to --sparsify coverage")
         sparsify_rule_from_args(args)  # checks coverage, top-k, min-weight
+    args.figure_formats = figure_formats(args.figures)
+    if args.figure_formats and _figure_writer is None:
+        raise ValueError("--figures needs the desktop application's drawing code: run it as `attention-atlas analyze`")
     from analysis.io.output_dir import check_output_folder
 
     check_output_folder(args.out, force=args.force)
@@ -223,6 +250,8 @@ def analyze(args: argparse.Namespace) -> Path:
 
     with output_folder(args.out, force=args.force) as folder:
         write_analysis_folder(folder, run, view, graph, flow, timings)
+        if args.figure_formats:
+            _figure_writer(folder, run, view, graph, args.figure_formats)
     return Path(args.out)
 
 

@@ -34,9 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _prepare_environment()
-    from analysis.cli import COMMANDS, command_main
+    from analysis.cli import COMMANDS, command_main, set_figure_writer
 
     if argv and argv[0] in COMMANDS:
+        set_figure_writer(write_figures)
         return command_main(argv[0])(argv[1:])
     args = build_parser().parse_args(argv)
     if args.smoke_test:
@@ -44,6 +45,15 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_smoke_test(args.smoke_test, settings_path=args.settings)
     return run_window(args)
+
+
+def write_figures(folder, run, view, graph, formats) -> None:
+    """``attention-atlas analyze --figures``: the window's figures, drawn offscreen."""
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # no screen: draw offscreen
+    from widgets.figures import write_figures as draw
+
+    draw(folder, run, view, graph, formats)
 
 
 def run_window(args: argparse.Namespace) -> int:
