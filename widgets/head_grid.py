@@ -339,7 +339,7 @@ class HeadOverview(QWidget):
         needed = int(math.ceil(top + 4 + n_layers * pitch))
         header = self._table.horizontalHeader().sizeHint().height()
         min_table = min(total // 3, 3 * self._table.verticalHeader().defaultSectionSize() + header + 4)
-        mosaic = max(min(needed, total - min_table), total // 2)
+        mosaic = min(needed, max(total - min_table, total // 2))
         blocked = self._splitter.blockSignals(True)
         self._splitter.setSizes([mosaic, total - mosaic])
         self._splitter.blockSignals(blocked)

@@ -292,7 +292,7 @@ def _wrap(text: str, size: float, width: float, metrics: TextMetrics) -> list[st
 
 #: colour maps as 65 evenly spaced stops (``rrggbb`` each), sampled from pyqtgraph's maps
 #: that the widgets use (viridis, magma, inferno, cividis, CET-L12 "blues", CET-D1 "signed");
-#: linear interpolation between stops is within 3/255 of pyqtgraph's 256-entry tables.
+#: linear interpolation between stops is within 5/255 of pyqtgraph's 256-entry tables.
 _STOPS: dict[str, str] = {
     "viridis": (
         "44015446075a470d6047136548186a481d6f482374482878472d7b46327e453781443b84424086404588"

@@ -138,3 +138,93 @@ def test_tooltip_without_stats_and_bad_input(grid):
         grid.set_heads(np.zeros((2, 3, 4, 5)))
     with pytest.raises(ValueError):
         grid.set_heads(_thumbs(), {"entropy": np.zeros((2, 2))})
+
+
+def test_colormap_is_honoured_on_screen_and_in_exports(grid, tmp_path):
+    from widgets.colormaps import lookup_table
+
+    th = np.zeros((L, H, T, T), np.float32)
+    th[:, :, 0, 0] = 1.0  # every tile: one cell at its maximum, the rest 0
+    grid.set_heads(th)
+    rows, cols = grid.tile_pixels(1, 1)
+    viridis_top = tuple(grid.mosaic()[rows, cols][0, 0, :3])
+    grid.set_colormap("magma")
+    assert grid.colormap() == "magma"
+    magma = lookup_table("magma")
+    tile = grid.mosaic()[rows, cols]
+    assert tuple(tile[0, 0, :3]) == tuple(magma[-1, :3]) != viridis_top
+    assert tuple(tile[1, 1, :3]) == tuple(magma[0, :3])
+    svg = grid.export_figure(tmp_path / "heads.svg").read_text(encoding="utf-8")
+    hexes = {f"#{r:02x}{g:02x}{b:02x}" for r, g, b in magma[[0, -1], :3]}
+    assert all(h in svg for h in hexes) and "#fde725" not in svg  # magma's ends, not viridis' yellow
+
+
+def test_head_table_lists_every_head_and_sorts_numerically(grid, qtbot):
+    stats = _stats()
+    stats["entropy"] = np.random.default_rng(3).random((L, H)) * 12  # values 0..12: text order != numeric
+    grid.set_heads(_thumbs(), stats)
+    table = grid.head_table()
+    assert table.isVisible() and table.model().rowCount() == L * H
+    rows = grid.head_table_rows()
+    assert rows[0][:2] == (0, 0) and rows[-1][:2] == (L - 1, H - 1)  # layer then head order at first
+    table.sortByColumn(2, Qt.SortOrder.DescendingOrder)
+    values = [r[2] for r in grid.head_table_rows()]
+    assert values == sorted(values, reverse=True)
+    layer, head = grid.head_table_rows()[0][:2]
+    assert stats["entropy"][layer, head] == max(values)
+    headers = [table.model().headerData(c, Qt.Orientation.Horizontal) for c in range(table.model().columnCount())]
+    assert headers == ["layer", "head", "entropy", "special %", "distance"]
+
+
+def test_clicking_a_table_row_opens_that_head(grid, qtbot):
+    grid.set_heads(_thumbs(), _stats())
+    QApplication.processEvents()
+    table = grid.head_table()
+    index = table.model().index(2 * H + 5, 0)  # layer 2, head 5 in the initial order
+    rect = table.visualRect(index)
+    table.scrollTo(index)
+    rect = table.visualRect(index)
+    with qtbot.waitSignal(grid.head_selected, timeout=1000) as blocker:
+        qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert blocker.args == [2, 5] and grid.current() == (2, 5)
+
+
+def test_head_table_exports_csv(grid, tmp_path):
+    import csv
+
+    with pytest.raises(ValueError):
+        grid.export_head_table_csv(tmp_path / "none.csv")
+    stats = _stats()
+    grid.set_heads(_thumbs(), stats)
+    path = tmp_path / "heads.csv"
+    grid.export_head_table_csv(path)
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["layer", "head", "entropy", "special_share", "mean_distance"]
+    assert len(rows) == 1 + L * H
+    assert rows[1 + 3 * H + 7][:2] == ["3", "7"] and float(rows[1 + 3 * H + 7][2]) == stats["entropy"][3, 7]
+    with pytest.raises(OSError, match="does not exist"):
+        grid.export_head_table_csv(tmp_path / "no" / "heads.csv")
+
+
+def test_tiles_fill_the_default_dock(qtbot):
+    """At the Heads dock's default size in a 1600 x 1000 window (352 x 324 today), 6 x 12
+    heads get at least 28 px per tile (tile and its gap), with the table under them."""
+    w = HeadOverview()
+    qtbot.addWidget(w)
+    w.resize(352, 324)
+    w.show()
+    qtbot.waitExposed(w)
+    rng = np.random.default_rng(0)
+    w.set_heads(rng.random((6, 12, 32, 32)).astype(np.float32), _stats_for(6, 12))
+    QApplication.processEvents()
+    assert w.tile_pitch_px() >= 28
+    assert w.head_table().isVisible() and w.head_table().height() >= 80
+    w.resize(352, 600)  # more room: the tiles keep the width, the table gets the rest
+    QApplication.processEvents()
+    assert w.tile_pitch_px() >= 28 and w.head_table().height() > 300
+
+
+def _stats_for(n_layers, n_heads):
+    return {"entropy": np.ones((n_layers, n_heads)), "special_share": np.zeros((n_layers, n_heads)),
+            "mean_distance": np.ones((n_layers, n_heads))}

@@ -121,3 +121,23 @@ def test_overlapping_or_empty_spans_still_clickable(view):
     )
     for i in range(4):
         assert view.anchor_position(i) >= 0
+
+
+def test_figure_shows_the_text_as_typed_with_the_colours_shown(view, tmp_path):
+    from analysis.io import figure_data as fd
+
+    _fill(view)
+    w = np.array([0.0, 0.1, 0.6, 0.2, 0.05, 0.0, 0.3, 0.1, 0.0])
+    view.set_weights(w, 2)
+    fig = view.figure()
+    words = [i.text for i in fig.items if isinstance(i, fd.Text)]
+    for word in ("The", "cat", "sat", ".", "[CLS]", "[SEP]", "A", "dog"):
+        assert word in words
+    assert fig.title == view.caption_text()
+    assert any(isinstance(i, fd.Line) for i in fig.items)  # the rule before the pair
+    fills = {i.fill for i in fig.items if isinstance(i, fd.Rect) and i.title and i.title.startswith("dog")}
+    assert fills == {view.token_color(7).name()}  # same colour as on screen (white base)
+    assert view.export_figure(tmp_path / "t.svg").read_text(encoding="utf-8").count("dog") >= 1
+    view.clear()
+    with pytest.raises(ValueError):
+        view.figure()
