@@ -34,7 +34,7 @@ from app.window_files import WindowFilesMixin
 from app.window_generation import GenerationMixin
 from app.window_models import ModelChoiceMixin
 from app.worker import QtHost
-from resources import resource_path, sample_texts
+from resources import case_studies, resource_path, sample_texts
 from widgets.generation_panel import GenerationPanel
 from widgets.graph_panel import GraphPanel
 from widgets.head_grid import HeadOverview
@@ -95,7 +95,7 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, QMainWindo
         self.graph_panel = GraphPanel()
         self.graph_panel.canvas.set_size_metric("pagerank")
         self.metrics_table = MetricsTable()
-        self.generation_panel = GenerationPanel()
+        self.generation_panel = GenerationPanel(case_studies())
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -217,6 +217,7 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, QMainWindo
         self.generation_panel.generate_requested.connect(self.generate)
         self.generation_panel.stop_requested.connect(self.cancel)
         self.generation_panel.step_selected.connect(self._on_step_chosen)
+        self.generation_panel.case_chosen.connect(lambda case: self.set_model_source(case.get("model", "smollm2")))
         self.session.events.generation_step.connect(self.generation_panel.show_step)
         self.session.events.result.connect(self._on_result_for_generation)
         self.host.settled.connect(self._on_settled)

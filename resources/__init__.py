@@ -16,3 +16,10 @@ def sample_texts() -> list[dict]:
     """``[{"name", "text", "pair"}]`` from ``samples/samples.json``, in menu order."""
     with open(resource_path("samples", "samples.json"), encoding="utf-8") as handle:
         return json.load(handle)
+
+
+def case_studies() -> list[dict]:
+    """``[{"name", "model", "prompt", "chat", "max_new_tokens", "note"}]``: the generation case
+    studies of ``samples/case_studies.json``, in menu order."""
+    with open(resource_path("samples", "case_studies.json"), encoding="utf-8") as handle:
+        return json.load(handle)

@@ -18,6 +18,7 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
+    QComboBox,
     QDoubleSpinBox,
     QGridLayout,
     QHBoxLayout,
@@ -47,10 +48,19 @@ class GenerationPanel(QWidget):
     generate_requested = Signal()
     stop_requested = Signal()
     step_selected = Signal(int)
+    case_chosen = Signal(dict)  # a case study: its "model", "prompt", "chat", "max_new_tokens", "note"
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, cases: list[dict] | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._steps = ()
+        self._cases = list(cases or [])
+        self.case_box = QComboBox()
+        self.case_box.addItem("Case studies…")
+        for case in self._cases:
+            self.case_box.addItem(case["name"])
+            self.case_box.setItemData(self.case_box.count() - 1, case.get("note", ""), Qt.ToolTipRole)
+        self.case_box.setToolTip("Load a case study: a prompt and the settings to explore it with")
+        self.case_box.activated.connect(self._on_case)
         self.prompt_edit = QPlainTextEdit()
         self.prompt_edit.setPlaceholderText("A prompt for the model to answer, e.g. What is the capital of France?")
         self.prompt_edit.setToolTip("What the model answers (Ctrl+G generates)")
@@ -141,6 +151,7 @@ class GenerationPanel(QWidget):
         tables.addWidget(self.lens, 3)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(self.case_box)
         layout.addWidget(self.prompt_edit, 2)
         layout.addLayout(grid)
         layout.addLayout(buttons)
@@ -151,6 +162,18 @@ class GenerationPanel(QWidget):
         for spin in (self.temperature_spin, self.top_k_spin, self.top_p_spin, self.seed_spin):
             self.sample_check.toggled.connect(spin.setEnabled)
             spin.setEnabled(False)
+
+    def _on_case(self, index: int) -> None:
+        if index <= 0:
+            return
+        case = self._cases[index - 1]
+        self.prompt_edit.setPlainText(case["prompt"])
+        self.chat_check.setChecked(bool(case.get("chat", True)))
+        self.max_tokens_spin.setValue(int(case.get("max_new_tokens", 32)))
+        self.sample_check.setChecked(False)
+        self.answer.setText(case.get("note", ""))
+        self.case_box.setCurrentIndex(0)
+        self.case_chosen.emit(dict(case))
 
     # What the person asked for --------------------------------------------------------------------
     def prompt(self) -> str:

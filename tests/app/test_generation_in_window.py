@@ -74,3 +74,15 @@ def test_an_encoder_cannot_generate_and_says_so(qtbot, analysed):
     window = analysed
     assert not window.generation_panel.generate_button.isEnabled()
     assert "cannot generate" in window.generation_panel.answer.text()
+
+
+def test_a_case_study_fills_the_prompt_and_chooses_the_chat_model(qtbot, window):
+    from resources import case_studies
+
+    panel = window.generation_panel
+    cases = case_studies()
+    assert any("Tweety" in case["prompt"] for case in cases)
+    assert any("Paris is the capital" in case["prompt"] for case in cases)
+    panel.case_box.activated.emit(1)
+    assert panel.prompt() == cases[0]["prompt"] and panel.max_tokens_spin.value() == cases[0]["max_new_tokens"]
+    assert window.current_source() == "smollm2" and window.session.model_source == "smollm2"
