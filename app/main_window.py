@@ -45,6 +45,7 @@ from widgets.token_view import TokenTextView
 from widgets.view_controls import ViewControls
 
 APP_NAME = "Attention Atlas"
+AUTOSAVE_MS = 60_000  # texts and choices are saved this often, and on close
 SHUTDOWN_WAIT_S = 2.0  # closing waits at most this long for background work to stop
 
 
@@ -81,6 +82,10 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, QMainWindo
         self._connect()
         self._restore_settings()
         self.status_model.setText("Type a text (or pick a sample) and press Ctrl+Enter.")
+        self._autosave = QTimer(self)  # the texts and choices survive a crash, not only a close
+        self._autosave.setInterval(AUTOSAVE_MS)
+        self._autosave.timeout.connect(self.save_settings)
+        self._autosave.start()
         if warm_up:
             QTimer.singleShot(400, self._warm_up)  # after the window has painted
 

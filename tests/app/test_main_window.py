@@ -303,3 +303,15 @@ def test_view_graph_and_layout_choices_are_restored_on_restart(qtbot, tmp_path):
     assert second.session.graph_settings.rule.mode == "top_k" and second.graph_panel.topk_spin.value() == 3
     assert second.session.layout == "circular"
     second.close()
+
+
+def test_texts_and_choices_are_autosaved_without_closing(qtbot, tmp_path):
+    path = str(tmp_path / "auto.ini")
+    window = MainWindow(QSettings(path, QSettings.IniFormat), warm_up=False)
+    qtbot.addWidget(window)
+    window._autosave.setInterval(50)
+    window._autosave.start()
+    window.input_panel.set_texts("Typed, never closed.")
+    qtbot.waitUntil(lambda: QSettings(path, QSettings.IniFormat).value("input/text") == "Typed, never closed.",
+                    timeout=3000)
+    window.host.shutdown()
