@@ -11,14 +11,20 @@ token ``i`` attends to key token ``j``; rows sum to 1. Causal decoders have an e
 zero upper triangle.
 
 Memory: attentions take ``layers x heads x T^2`` numbers (the chat model at 1,024 tokens:
-30 x 9 x 1024^2 = 283 million, 1.1 GB as float32). When the float32 array would be larger than
-:data:`FLOAT16_ABOVE_BYTES` (256 MiB) the run stores them as **float16** instead (half the
-memory; every value in ``[0, 1]`` is then within ``2**-12 < 2.5e-4`` of the float32 one, well
-within ``1e-3``), and, for encoders and decoders, each layer's weights are copied into that
-array by a forward hook on its attention module as soon as the layer has computed them, so
-the float32 tensors of all layers never exist at the same time. Smaller runs stay float32,
-exactly as transformers returns them. Code that reads ``run.attentions`` converts to float32
-or float64 where it computes (the views do).
+30 x 9 x 1024^2 = 283 million, 1.1 GB as float32). Two rules keep long runs small:
+
+- above :data:`CAPTURE_ABOVE_BYTES` (64 MiB of float32) of an encoder or a decoder, each
+  layer's weights are copied into the run's array by a forward hook on its attention module
+  as soon as the layer has computed them, and the model keeps none of them, so the float32
+  tensors of all layers and their copy never exist at the same time (the model's own
+  ``output_attentions`` would hold them all until the pass ends: twice the memory);
+- above :data:`FLOAT16_ABOVE_BYTES` (256 MiB of float32) the run stores them as **float16**
+  (half the memory; every value in ``[0, 1]`` is then within ``2**-12 < 2.5e-4`` of the
+  float32 one, well within ``1e-3``).
+
+Smaller runs are float32, exactly as transformers returns them. Code that reads
+``run.attentions`` converts to float32 or float64 where it computes (the views do), one layer
+at a time where the array is large.
 
 ``extract_ids`` runs given token ids (a prompt and its generation, see
 :mod:`analysis.generation`) instead of a text: tokens, offsets into the decoded text, word
@@ -48,6 +54,8 @@ _NOT_MODEL_INPUTS = ("offset_mapping", "special_tokens_mask", "overflow_to_sampl
 
 # Above this many bytes of float32 attentions a run stores them as float16 (see module doc).
 FLOAT16_ABOVE_BYTES = 256 * 2**20
+# Above this many bytes of float32 attentions, hooks copy them layer by layer (module doc).
+CAPTURE_ABOVE_BYTES = 64 * 2**20
 
 
 def attention_dtype(layers: int, heads: int, queries: int, keys: int | None = None) -> np.dtype:
@@ -636,12 +644,14 @@ def _stack(layers, name: str, dtype=np.float32) -> np.ndarray:
 def _self_attentions(loaded: LoadedModel, inputs: dict, tokens: int):
     """``(attentions, forward seconds, convert seconds)`` of an encoder or a decoder.
 
-    float32 runs: the model's own ``output_attentions``, stacked. float16 runs (above
-    :data:`FLOAT16_ABOVE_BYTES`): copied layer by layer by hooks, see :func:`_capture_forward`.
+    Small runs: the model's own ``output_attentions``, stacked. Above
+    :data:`CAPTURE_ABOVE_BYTES`: copied layer by layer by hooks (:func:`_capture_forward`),
+    as float16 above :data:`FLOAT16_ABOVE_BYTES`.
     """
     facts = loaded.facts
     dtype = attention_dtype(facts.num_layers, facts.num_heads, tokens)
-    if dtype == np.float16:
+    float32_bytes = 4 * facts.num_layers * facts.num_heads * tokens * tokens
+    if dtype == np.float16 or float32_bytes > CAPTURE_ABOVE_BYTES:
         start = time.perf_counter()
         captured = _capture_forward(
             loaded, inputs, (facts.num_layers, facts.num_heads, tokens), dtype

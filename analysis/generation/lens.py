@@ -5,8 +5,9 @@ model's own final norm and unembedding, ``argmax(W_U norm(h_l) + b_U)`` (nostalg
 2020). For the last layer this is exactly the model's prediction, so that row is taken from
 the model's own logits rather than recomputed.
 
-Cost: one ``[L - 1, d] x [d, V]`` product per generated token, about six times the rest of a
-step for the 135M chat model (576 x 49,152 unembedding, 29 layers). Where the CPU does it
+Cost: one ``[L - 1, d] x [d, V]`` product per generated token, about six times the arithmetic
+of the rest of a step for the 135M chat model (576 x 49,152 unembedding, 29 layers; in float32
+about a third of a step's time). Where the CPU does it
 faster in bfloat16 (AVX512-BF16: 4.5x here), :class:`LogitLens` screens the vocabulary in
 bfloat16 and then scores, in float32, every token whose bfloat16 logit lies within a proven
 error bound of the best; the result is the float32 argmax, not an approximation. The bound:
@@ -15,8 +16,9 @@ bfloat16 rounds each operand to 8 significant bits (relative error ``2**-8``), s
 (``n * 2**-24`` of the same sum) and the rounding of the result (``2**-8 |result|``); with
 ``sum |h_i w_i| <= ||h|| ||w||`` (Cauchy-Schwarz) every row gets one margin (see
 ``LogitLens._margin``), and only tokens with a screened logit within it of the row's best can
-be the argmax (about a dozen of 49,152 on the chat model). The choice of kernel is made once per model by timing
-both and checking the bound holds on a sample.
+be the argmax (about a dozen of 49,152 on the chat model). The kernel is chosen once per
+model: screening where oneDNN has bfloat16 kernels (AVX512 CPUs) and a sample stays within
+the bound, else float32.
 
 References
 ----------
@@ -157,7 +159,13 @@ class LogitLens:
         return e_best + e_other
 
     def _screening_pays(self) -> bool:
-        """True when bfloat16 screening is faster here and its error stays in the bound."""
+        """True when oneDNN multiplies bfloat16 natively here (AVX512 and up), the error of a
+        sample stays within the bound, and screening is not clearly slower.
+
+        The timing only guards against a CPU that emulates bfloat16 slowly: on a busy machine
+        timings are too noisy to ask for more than "not 1.5x slower"; where oneDNN has
+        bfloat16 kernels the screen is several times faster (4.5x on this AVX512-BF16 CPU).
+        """
         if not _bf16_matmul_ok():
             return False
         rows = 32
@@ -185,7 +193,7 @@ class LogitLens:
                 exact_s, screen_s = 0.0, 1.0
             finally:
                 self._screen_weight = None
-        return within and agrees and screen_s < 0.8 * exact_s
+        return within and agrees and screen_s < 1.5 * exact_s
 
 
 def _best_times(first, second, repeats: int = 5) -> tuple[float, float]:

@@ -549,3 +549,15 @@ def test_a_float16_run_is_written_as_float32(tiny, monkeypatch, tmp_path):
     with np.load(tmp_path / "a.npz", allow_pickle=False) as npz:
         assert npz["attentions"].dtype == np.float32
         np.testing.assert_array_equal(npz["attentions"], run.attentions.astype(np.float32))
+
+
+def test_the_hook_path_equals_the_plain_path_in_float32(tiny, monkeypatch):
+    from analysis.attention import extract as extract_module
+
+    for family in ("bert", "albert", "gpt2", "qwen2"):
+        plain = extract(tiny(family), SENTENCE)
+        monkeypatch.setattr(extract_module, "CAPTURE_ABOVE_BYTES", 0)
+        hooked = extract(tiny(family), SENTENCE)
+        monkeypatch.undo()
+        assert hooked.attentions.dtype == np.float32
+        np.testing.assert_array_equal(hooked.attentions, plain.attentions)
