@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from analysis.attention.views import ViewSpec
-from analysis.options import SPARSIFY_MODES, STACKS, VIEW_KINDS
+from analysis.options import CONTRIBUTION_KINDS, SPARSIFY_MODES, STACKS, VIEW_KINDS
 
 PROG = "attention-atlas analyze"
 
@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--max-tokens", type=int, help="truncate the input to this many tokens")
 
     view = parser.add_argument_group("view")
-    view.add_argument("--view", choices=VIEW_KINDS, help="head, mean or max over heads, rollout, or flow")
+    view.add_argument("--view", choices=VIEW_KINDS, help="head, mean or max over heads, rollout, flow, or the "
+                      "contributions value_norm, alti, value_zeroing (computed from the model; value zeroing is slow)")
     view.add_argument("--layer", type=int, default=-1, help="layer (default: the last)")
     view.add_argument("--head", type=int, help="head, for --view head (default 0)")
     view.add_argument("--query", type=int, help="query token for --view flow")
@@ -217,8 +218,19 @@ def analyze(args: argparse.Namespace) -> Path:
         print(f"note: {run.notice}", file=sys.stderr)
 
     timings: dict[str, float] = {}
+    spec = resolved_spec(view_spec_from_args(args), run)
+    if spec.kind in CONTRIBUTION_KINDS:
+        import dataclasses
+
+        from analysis.contributions import contributions_for_run
+
+        started = time.perf_counter()
+        arrays = contributions_for_run(loaded, run, kinds=(spec.kind,))
+        shown = {"value_norm": "value_norm_sum", "alti": "alti_rollout", "value_zeroing": "value_zeroing_rollout"}
+        run = dataclasses.replace(run, contributions={spec.kind: arrays[shown[spec.kind]]})
+        timings["contributions"] = time.perf_counter() - started
     started = time.perf_counter()
-    view = make_view(run, resolved_spec(view_spec_from_args(args), run))
+    view = make_view(run, spec)
     timings["view"] = time.perf_counter() - started
     if view.matrix.size == 0:
         raise ValueError("the view has no tokens left (every token was a special token and --no-special "

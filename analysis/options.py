@@ -26,6 +26,12 @@ VIEW_ITEMS: tuple[Option, ...] = (
     ("max", "Max of heads", "The largest weight over all heads of the layer, cell by cell (rows are not distributions)"),
     ("rollout", "Rollout", "Attention rollout: residual-augmented head means multiplied through layers 0..layer"),
     ("flow", "Flow", "Attention flow: max-flow from the selected token at this layer into every input token"),
+    ("value_norm", "Value norms", "Kobayashi et al. 2020: ||sum_h a_ij f_h(x_j)||, the size of what token j adds to "
+     "token i in this layer, rows normalised"),
+    ("alti", "ALTI", "Ferrando et al. 2022: each token's share of the attention block's output (residual and "
+     "layer norm included), combined by rollout through layers 0..layer"),
+    ("value_zeroing", "Value zeroing", "Mohebbi et al. 2023: how far token i's output moves when token j's values "
+     "are zeroed, combined by rollout through layers 0..layer (one layer pass per token: slow)"),
 )
 STACK_ITEMS: tuple[Option, ...] = (
     ("self", "Encoder", "Self-attention of the model (the encoder of an encoder-decoder)"),
@@ -79,3 +85,4 @@ LAYOUT_KINDS = keys_of(LAYOUT_ITEMS)
 PATH_KINDS = keys_of(PATH_ITEMS)
 METRIC_NAMES = keys_of(METRIC_ITEMS)
 LAYERED_VIEW_KINDS = ("rollout", "flow")  # views whose graph can be shown across layers
+CONTRIBUTION_KINDS = ("value_norm", "alti", "value_zeroing")  # views computed on demand from the model

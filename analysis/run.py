@@ -66,6 +66,9 @@ class AttentionRun:
     # per-step record (chosen token, its probability, top candidates, logit lens).
     prompt_length: int | None = None
     generation: Any = None
+    # Contribution matrices computed on demand (analysis.contributions), float32 [layers, T, T]:
+    # "value_norm" (per layer), "alti" and "value_zeroing" (combined by rollout to each layer).
+    contributions: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def num_tokens(self) -> int:

@@ -143,6 +143,29 @@ def generate_job(request: GenerateRequest):
     return job
 
 
+# What a contribution view shows, from what analysis.contributions.contributions_for_run returns.
+CONTRIBUTION_ARRAYS = {"value_norm": "value_norm_sum", "alti": "alti_rollout", "value_zeroing": "value_zeroing_rollout"}
+
+
+def contributions_job(run: AttentionRun, kind: str, allow_pickle: bool = False):
+    """One contribution measure of ``run`` ([layers, T, T], as its view shows it), from the
+    model the run was made with; cancellable, with progress (value zeroing is slow)."""
+
+    def job(context):
+        from analysis.contributions import contributions_for_run
+        from analysis.models.loading import load_model
+
+        context.progress(0.01, "Loading the model…")
+        loaded = load_model(run.model.source, allow_pickle=allow_pickle)
+        label = {"value_norm": "value norms", "alti": "ALTI", "value_zeroing": "value zeroing"}[kind]
+        arrays = contributions_for_run(
+            loaded, run, kinds=(kind,), cancelled=context.is_cancelled,
+            progress=lambda fraction: context.report(0.02 + 0.98 * fraction, f"Computing {label}…"))
+        return {kind: arrays[CONTRIBUTION_ARRAYS[kind]]}
+
+    return job
+
+
 def graph_job(request: GraphRequest):
     """Sparsify, measure and partition one view's graph (and lay it out force-directed when
     that layout is shown, so the GUI thread never does)."""

@@ -86,7 +86,10 @@ class Planner:
         """The derived results the session shows but lacks (and that are not being computed)."""
         s = self.session
         view = s.view
-        if view is None or not view.is_square:
+        if s.missing_contribution is not None:
+            wanted = [TaskKind.CONTRIBUTIONS]
+            return [k for k in wanted if k not in s.errors and self.runner.current(s, k) is None]
+        if view is None or not view.is_square or view.matrix.size == 0:
             return []
         wanted = [TaskKind.GRAPH]
         if s.layout == "force" and s.graph is not None and "force" not in s.positions:
@@ -117,7 +120,11 @@ class Planner:
     def _start(self, kind: TaskKind) -> None:
         s = self.session
         view, settings = s.view, s.graph_settings
-        if kind is TaskKind.GRAPH:
+        if kind is TaskKind.CONTRIBUTIONS:
+            wanted = s.missing_contribution
+            self._submit(kind, jobs.contributions_job(s.run, wanted),
+                         lambda arrays: (s.add_contributions(arrays), self.plan()))
+        elif kind is TaskKind.GRAPH:
             request = jobs.GraphRequest(view.matrix, settings.rule, settings.resolution, settings.seed,
                                         signed=view.signed, force_layout=s.layout == "force")
             self._submit_result(kind, jobs.graph_job(request))

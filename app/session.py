@@ -40,13 +40,14 @@ from psygnal import Signal, SignalGroup
 
 from analysis.attention.views import (
     AttentionView,
+    MissingContributions,
     ViewSpec,
     make_view,
     view_matrix_key,
     view_position,
 )
 from analysis.graph.rules import DEFAULT_RULE, SparsifyRule
-from analysis.options import LAYERED_VIEW_KINDS, LAYOUT_KINDS, PATH_KINDS
+from analysis.options import CONTRIBUTION_KINDS, LAYERED_VIEW_KINDS, LAYOUT_KINDS, PATH_KINDS
 from app.tasks import TaskKind
 
 DEFAULT_SOURCE = "default"
@@ -303,6 +304,22 @@ class Session:
         self.events.stale.emit(self.is_stale)
         self._refresh_view({"run", "path_ends"})
 
+    @property
+    def missing_contribution(self) -> str | None:
+        """The contribution kind the chosen view needs and the run lacks (None otherwise)."""
+        run = self.run
+        kind = self.spec.kind
+        if run is None or kind not in CONTRIBUTION_KINDS or kind in run.contributions:
+            return None
+        return kind
+
+    def add_contributions(self, arrays: dict) -> None:
+        """The run gains contribution matrices (computed on demand): the same run otherwise,
+        so the selection, the path ends and every attention result stay."""
+        run = replace(self.run, contributions={**self.run.contributions, **arrays})
+        self.result = replace(self.result, run=run)
+        self._refresh_view()
+
     def _fit_spec_to_run(self) -> None:
         run = self.result.run
         spec = self.spec
@@ -362,6 +379,12 @@ class Session:
             changed.add("flow_query")
         try:
             view = make_view(run, replace(self.spec, query=query))
+        except MissingContributions as missing:
+            self.view, self.view_error = None, None
+            self._matrix_key = ("missing", missing.kind)
+            self._bump(changed | {"view_matrix", "contribution_kind"})
+            self.events.view.emit(None)
+            return
         except ValueError as error:
             self.view, self.view_error = None, str(error)
             self._matrix_key = None

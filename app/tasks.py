@@ -47,6 +47,7 @@ class TaskKind(enum.Enum):
     WARM_UP = (Lane.MODEL, frozenset(), "Loading the model")
     ANALYSE = (Lane.MODEL, frozenset(), "The analysis")
     GENERATE = (Lane.MODEL, frozenset(), "The generation")
+    CONTRIBUTIONS = (Lane.MODEL, frozenset({"run", "contribution_kind"}), "The contributions")
     GRAPH = (Lane.GRAPH, frozenset({"run", "view_matrix", "graph_settings"}), "The graph")
     LAYOUT = (Lane.GRAPH, frozenset({"run", "view_matrix", "graph_settings", "layout"}), "The force layout")
     LAYERED = (Lane.GRAPH, frozenset({"run", "layered_input", "graph_settings", "layout"}),

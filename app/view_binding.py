@@ -104,6 +104,12 @@ class ViewBinding:
         w = self.window
         if view is None:
             w.heatmap.clear()
+            missing = self.session.missing_contribution
+            if missing is not None:
+                from analysis.options import VIEW_ITEMS, label_of
+
+                w.input_panel.show_message(f"Computing {label_of(VIEW_ITEMS, missing)} for this run from the model "
+                                           "(progress in the status bar; Esc cancels)…")
             return
         w.heatmap.set_matrix(view.matrix, view.row_labels, view.col_labels, masked=view.masked, title=view.title)
         spec = view.spec

@@ -28,8 +28,16 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from analysis.attention.rollout import attention_rollout
-from analysis.options import STACKS, VIEW_KINDS
+from analysis.options import CONTRIBUTION_KINDS, STACKS, VIEW_KINDS
 from analysis.run import AttentionRun
+
+
+class MissingContributions(ValueError):
+    """A contribution view of a run whose contributions were not computed yet."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"the {kind.replace('_', ' ')} contributions of this run are not computed yet")
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,8 @@ class ViewSpec:
             raise ValueError(f"head {self.head} is out of range: layers have heads 0..{heads - 1}")
         if self.kind in ("rollout", "flow") and self.stack == "cross":
             raise ValueError("rollout and flow are defined for self-attention, not cross-attention")
+        if self.kind in CONTRIBUTION_KINDS and self.stack != "self":
+            raise ValueError("contributions are computed for the self-attention stack only")
         if self.kind == "flow":
             if self.query is None:
                 raise ValueError("the flow view needs a query token")
@@ -75,6 +85,10 @@ class ViewSpec:
             text = f"{where}layer {self.layer} · {self.kind} of heads"
         elif self.kind == "rollout":
             text = f"{where}rollout to layer {self.layer}"
+        elif self.kind == "value_norm":
+            text = f"layer {self.layer} · value norms"
+        elif self.kind in CONTRIBUTION_KINDS:
+            text = f"{'ALTI' if self.kind == 'alti' else 'value zeroing'} to layer {self.layer}"
         else:
             text = f"{where}flow from token {self.query} at layer {self.layer}"
         extras = [e for e, on in (("words", self.merge_words), ("no specials", self.drop_special)) if on]
@@ -198,8 +212,12 @@ def causal_mask(row_groups, col_groups) -> np.ndarray:
 def make_view(run: AttentionRun, spec: ViewSpec) -> AttentionView:
     """Slice, reduce, filter and merge a run into the view ``spec`` asks for."""
     spec = spec.resolved(run)
-    attentions = stack_attentions(run, spec.stack)
-    matrix = reduce_heads(attentions, spec)
+    if spec.kind in CONTRIBUTION_KINDS:
+        if spec.kind not in run.contributions:
+            raise MissingContributions(spec.kind)
+        matrix = np.asarray(run.contributions[spec.kind][spec.layer], dtype=np.float64)
+    else:
+        matrix = reduce_heads(stack_attentions(run, spec.stack), spec)
 
     row_labels, row_special, row_keys = _stack_tokens(run, spec.stack, "row")
     col_labels, col_special, col_keys = _stack_tokens(run, spec.stack, "col")

@@ -25,7 +25,7 @@ import json
 import os
 import zipfile
 from dataclasses import asdict, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ def save_session(path: str | os.PathLike, run: AttentionRun, *, state: dict[str,
     document = {
         "format": FORMAT,
         "version": VERSION,
-        "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "saved": datetime.now(UTC).isoformat(timespec="seconds"),
         "run": _run_document(run),
         "state": state or {},
     }

@@ -104,3 +104,11 @@ def test_the_pickle_refusal_names_the_option(tmp_path, capsys):
     folder = build_pickle_only_model(tmp_path / "pickle")
     assert main(["--text", TEXT, "--model", str(folder), "--out", str(tmp_path / "o")]) == 2
     assert "--allow-pickle" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["value_norm", "alti"])
+def test_contribution_views_from_the_command_line(tmp_path, default_loaded, kind):
+    out = tmp_path / kind
+    assert main(["--text", TEXT, "--view", kind, "--layer", "3", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["view"]["kind"] == kind and "contributions" in summary["timings"]

@@ -315,3 +315,18 @@ def test_texts_and_choices_are_autosaved_without_closing(qtbot, tmp_path):
     qtbot.waitUntil(lambda: QSettings(path, QSettings.IniFormat).value("input/text") == "Typed, never closed.",
                     timeout=3000)
     window.host.shutdown()
+
+
+@pytest.mark.parametrize("kind", ["value_norm", "alti"])
+def test_contribution_views_are_computed_on_demand_and_keep_the_selection(qtbot, analysed, kind):
+    window = analysed
+    window.heatmap.token_selected.emit(3)
+    with qtbot.waitSignals([window.view_ready, window.graph_ready], timeout=120_000):
+        window.view_controls.set_kind(kind)
+        window.view_controls.flush()
+    run = window.result.run
+    assert kind in run.contributions and window.view.spec.kind == kind
+    matrix = window.heatmap.current_matrix()
+    np.testing.assert_allclose(matrix.sum(axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(matrix, run.contributions[kind][window.view.spec.layer], atol=1e-6)
+    assert window.selected_row() == 3 and window.graph.n == run.num_tokens
