@@ -292,7 +292,8 @@ def _wrap(text: str, size: float, width: float, metrics: TextMetrics) -> list[st
 
 #: colour maps as 65 evenly spaced stops (``rrggbb`` each), sampled from pyqtgraph's maps
 #: that the widgets use (viridis, magma, inferno, cividis, CET-L12 "blues", CET-D1 "signed");
-#: linear interpolation between stops is within 5/255 of pyqtgraph's 256-entry tables.
+#: linear interpolation between stops is within 4/255 of pyqtgraph's 256-entry tables
+#: (regenerated from widgets.colormaps.lookup_table; a test checks they agree).
 _STOPS: dict[str, str] = {
     "viridis": (
         "44015446075a470d6047136548186a481d6f482374482878472d7b46327e453781443b84424086404588"
@@ -302,40 +303,39 @@ _STOPS: dict[str, str] = {
         "aadc32b5de2bc0df25cae11fd5e21adfe318eae51af4e61efde725"
     ),
     "magma": (
-        "0000040101090303120605190a08220e0b2b130d341810401d11472310512911592f116136106b3c0f70"
-        "440f76490f7a51127c56147d5d177f621980681c817021827621827c23828326818928819029819630819c"
-        "2e7fa4307ea9327daf357bb73779bd3977c23b75c93e72cf4070d6446edb476ae04b68e55064e9555ff0"
-        "5c5ef2615df4695cf76e5cf9785dfa7f5efb8761fc8c63fd9668fe9b6cfea571fea973feb47bfeba80fe"
-        "c287fec78cfed194fdd798fde0a1fce5a7fceeb0fcf4b6fcfdbf"
+        "00000402010903031206051a0a08220e0b2b130d34180f3d1d114722115029115a2f116336106b3d0f71"
+        "440f764a107951127c57157e5d177f641a806a1c81701f817621817c2382832681892881902a81962c80"
+        "9c2e7fa3307eaa337db0357bb73779bc3978c23b75c83e73cf4070d5446ddb476ae04c67e55064ea5661"
+        "ee5b5ef2625df4695cf7705cf9785dfa7f5efb8761fc8e64fd9668fe9d6cfea571feac76feb47bfebb81"
+        "fec287feca8dfed194fed89afde0a1fde7a9fceeb0fcf6b8fcfdbf"
     ),
     "inferno": (
-        "0000040100080403120705180b07240f092b150b37190b401f0c47240c4e2a0b5630095b36096039095f"
-        "3d09654209684a0c6b4e0c6d57106e5b116e64156e69166e71196e751b6e7d1e6d821f6c8a226a8e2469"
-        "9727669b29659f2a63a82e5fac305db4345ab83657bc3754c43b50c83e4bcc4049d34644d54742da4e3c"
-        "dd5138e15933e45d2fe86529eb6926ee6f22f1711ff37819f57b16f7830ff8860cf98c0afa9207fb9b06"
-        "fca108fcaa0ffcb014fbba1ffbc027f9c932f7ce3af5d949f3e055f2e865f2ed72f3f586f7f993fcffa4"
+        "00000402010a04031207051b0b072410092d150b371b0c41210c4a280b532f0a5b3609613d0965440a68"
+        "4a0c6b510e6c57106e5d126e64156e6a176e71196e771c6d7d1e6d84206b8a226a9025689727669d2964"
+        "a32c61a92e5eb0315bb63458bc3754c03a51c63d4dcb4149d04545d54a41da4e3cdf5337e35933e75e2e"
+        "eb6429ee6a24f1711ff37819f67e14f8850ff98c0afa9407fb9b06fca309fcaa0ffcb216fbba1ffac228"
+        "f9c932f7d13df5d949f4e156f2e865f1ef75f3f586f6fa96fcffa4"
     ),
     "cividis": (
-        "00204d00224f00265a002760002c6900306e00306f00336f06366e133a6e1f3c6d263f6c2d426c32456c"
-        "38486b3c4b6b414d6b45506b4a536b4e566b52596c555c6c595f6d5d626e61646f65676f686a716c6d72"
-        "6f707373727476767577787679797a7d7c787e7f78818179848478878779898a798b8d798f90789395"
-        "7797977799997aa19e76a3a076aca174aeaa73b1a873b4a872b7aa71bcaf6fbfb36ec5b56cc8b86bcebc"
-        "68d0c066d7c463dbc75fe0cb5ee2cf5be9d358ecd555f2da50f7de4dfbe248feea48ffea46"
+        "00204d00235300265a002961002c69002e6f00306f00336f06366e15396d1f3c6d263f6c2d426c32456b"
+        "38486b3d4a6b414d6b46506b4a536b4e566c52596c565c6d595f6d5d616e61646f646770686a716c6d72"
+        "6f70737273747676767979777d7c78807e798481798784798b87798f8a79938e789791789b94779f9777"
+        "a39a76a89e75aca174b0a473b4a872b8ab70bcaf6fc1b26dc5b56cc9b96acebc68d2c066d7c463dbc761"
+        "e0cb5ee4cf5be9d358edd654f2da50f7de4cfbe248ffe642ffea46"
     ),
     "blues": (
-        "f0f1f0edeff0eaedf0e7ebefe4e9efe1e7efdee5efdbe3eed8e1eed5dfeed2deeecfdcedccdaedc9d8ed"
-        "c6d6ecc3d4ecc0d2ebbdd0ebbacfeab7cdeab4cbe9b1c9e9aec7e8abc5e7a8c4e6a5c2e5a2c0e4a0bee3"
-        "9dbce29bbae098b8df96b7de93b5dc91b3db8fb1da8cb0d88aaed688acd586aad384a8d182a6cf80a4cd"
-        "7ea2cb7ca1c97a9fc7789dc5769bc4739ac27197c16e96c06b94bf6992be6690bc638fbb608dba5d8bb9"
-        "5a89b85788b75386b74f84b64b82b5487fb4447fb34179b23b7bb2"
+        "f0f1f0edeff0eaedf0e8ebf0e4e9efe1e7efdee5efdbe3efd8e1eed5e0eed2deeecfdcedccdaedc9d8ec"
+        "c6d6ecc3d4ecc0d2ebbdd1ebbacfeab7cde9b4cbe9b0c9e8aec7e8abc5e7a8c4e6a5c2e5a2c0e49fbee3"
+        "9dbce29abae098b8df95b7de93b5dc91b3db8fb1da8dafd88aaed688acd486aad384a8d182a6cf80a4cd"
+        "7ea2cb7ca0c97a9fc7789dc6769bc47399c37197c16e95c06b94bf6992be6690bc638ebb608dba5d8bb9"
+        "5a89b85687b85386b74f84b64b82b54881b4447fb33f7db33b7bb2"
     ),
     "signed": (
-        "2151db3256dc3e5add495edd5262de5a67df626ce0697ce17075e27779e27d7fe38384e48a88e59092e5"
-        "9592e69b97e7a09ce8a6a2e8aba7e9b0ace9b6b1eabbb6eac0bbebc5c0ebcac5edcecbedd3d0eed8d5ee"
-        "dddbefe1e0efe6e4eeeaeaefeeeee7f1ebe4e9f1e2e6eedae2dfdff2dbd9f2d7d0f1d3caf1cec7f1cac1"
-        "f0c6bcf0c2b6f0beb2efb9acefb5a8efb2a3eeada0eda994eca58eeb9f87ea9985e8957fe78c77e68871"
-        "e58069e37a63e0735bdd6c55db654dd95f47d7583fd45138d14932cf422ccc3924c93220c62616c31c0c"
-        "c00206"
+        "2151db3155dc3e5add485ede5262de5a67df626ce06970e17075e2777ae27d7fe38484e48a88e5908ee6"
+        "9592e69b97e7a09ce8a6a1e8aba7e9b0aceab6b1eabbb6ebc0bbebc5c0eccac5edcfcbedd3d0eed8d5ee"
+        "dddbefe2dfefe6e4eeeae7edeee7e9efe6e6f1e2dff1ddd8f2d7d0f2d1c9f1cac1f1c4b9f0beb2f0b8aa"
+        "efb2a3eeac9beda594ec9f8dea9985e9937ee78c77e68670e48069e27962e0735bde6c54db654dd95f46"
+        "d7583fd45139d14932cf422bcc3924c9301dc62616c3180ec00206"
     ),
 }
 COLORMAP_NAMES = tuple(_STOPS)

@@ -436,7 +436,7 @@ def test_colormap_stops_match_the_widgets_maps():
     for name in [*COLORMAPS, SIGNED_COLORMAP]:
         ours = fd.colormap_lut(name).astype(int)
         theirs = lookup_table(name).astype(int)
-        assert np.abs(ours - theirs).max() <= 5, name
+        assert np.abs(ours - theirs).max() <= 4, name
         assert fd.highlight_colors(name) == highlight_colors(name)
 
 
