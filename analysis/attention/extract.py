@@ -125,7 +125,7 @@ def extract(
     tokens = tuple(tokenizer.convert_ids_to_tokens(ids[0].tolist()))
     special, segments, word_ids = _token_roles(encoding, tokenizer, ids)
     offsets = _offsets(encoding, special, segments, text, pair)
-    labels = display_labels(tokens, special)
+    labels = display_labels(tokens, special, word_ids=word_ids, segment_ids=segments)
     notices = [_truncation_notice(facts, total, limit, pair)] if total > limit else []
     inputs = _model_inputs(loaded.model, encoding, loaded.device)
     decoder = None
@@ -247,7 +247,7 @@ def extract_ids(
     special = _read_only(np.isin(np.asarray(id_list, dtype=np.int64), _special_ids(tokenizer)))
     text, offsets, word_ids = _text_offsets_words(tokenizer, id_list, special, text)
     segments = _read_only(np.where(special, -1, 0).astype(np.int64))
-    labels = display_labels(tokens, special)
+    labels = display_labels(tokens, special, word_ids=word_ids, segment_ids=segments)
     input_ids = torch.tensor([id_list], dtype=torch.long)
     accepted = _forward_parameters(type(loaded.model))
     inputs = {"input_ids": input_ids.to(loaded.device)}
