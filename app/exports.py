@@ -7,17 +7,28 @@ that fails names what could not be written and changes nothing else.
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QSpinBox, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QSpinBox,
+    QWidget,
+)
 
 from analysis.io.folder import write_matrix_csv
 
+FIGURE_FILTERS = "PNG image (*.png);;SVG vector image (*.svg);;PDF document (*.pdf)"
+
 
 class ImageExportDialog(QDialog):
-    """Ask for the width in pixels and the DPI of a PNG."""
+    """Ask for the width in pixels and the DPI of a figure, and whether to keep the
+    on-screen highlight (the selected token, the path)."""
 
     def __init__(self, parent: QWidget | None, width: int = 1600, dpi: int = 150) -> None:
         super().__init__(parent)
-        self.setWindowTitle("PNG size")
+        self.setWindowTitle("Figure size")
         self.width_spin = QSpinBox()
         self.width_spin.setRange(200, 12000)
         self.width_spin.setValue(width)
@@ -26,9 +37,12 @@ class ImageExportDialog(QDialog):
         self.dpi_spin.setRange(72, 1200)
         self.dpi_spin.setValue(dpi)
         self.dpi_spin.setSuffix(" dpi")
+        self.highlight_check = QCheckBox("Keep the highlighted token and path")
+        self.highlight_check.setToolTip("Off (the default): a clean figure, without the on-screen selection marks")
         form = QFormLayout(self)
         form.addRow("Width", self.width_spin)
         form.addRow("Resolution", self.dpi_spin)
+        form.addRow("", self.highlight_check)
         buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -139,22 +153,97 @@ class Exports:
         writer = write_graphml if path.lower().endswith(".graphml") else write_gexf
         return self._write("the graph", path, lambda: writer(s.graph.result, s.view.row_labels, path))
 
-    # Dialogs ----------------------------------------------------------------------------------------
-    def heatmap_dialog(self) -> None:
+    def figure_name(self, what: str, suffix: str) -> str:
+        """A file name that says what it holds, e.g. ``minilm_L2H3_heatmap.svg``."""
+        s = self.session
+        model = (s.run.model.name if s.run is not None else "attention").split(" ")[0].split("/")[-1]
+        spec = s.view.spec if s.view is not None else None
+        where = ""
+        if spec is not None:
+            where = f"_L{spec.layer}H{spec.head}" if spec.kind == "head" else f"_L{spec.layer}{spec.kind}"
+        return f"{model}{where}_{what}{suffix}".replace(" ", "_")
+
+    def _folder(self) -> str:
+        return str(self.window.settings.value("export/folder") or "")
+
+    def _remember(self, path: str) -> None:
+        from pathlib import Path
+
+        self.window.settings.setValue("export/folder", str(Path(path).parent))
+
+    def export_figure(self, what: str, path: str, *, width: int | None = None, dpi: float | None = None,
+                      include_highlight: bool = False) -> bool:
+        """A figure of one view (``heatmap``, ``graph``, ``heads``, ``tokens``) as PNG, SVG or
+        PDF by extension: clean unless ``include_highlight``, titled by the view."""
+        if not self._require_view() or (what == "graph" and not self._require_graph()):
+            return False
+        w = self.window
+        widget = {"heatmap": w.heatmap, "graph": w.graph_panel.canvas, "heads": w.head_overview,
+                  "tokens": w.token_view}[what]
+        title = f"{self.session.view.title} · graph" if what == "graph" else None
+        try:
+            return self._write(f"the {what} figure", path, lambda: widget.export_figure(
+                path, width=width, dpi=dpi, include_highlight=include_highlight, title=title))
+        except ValueError as error:
+            w.show_error(f"Could not export the {what} figure: {error}")
+            return False
+
+    def export_report(self, path: str) -> bool:
+        """One self-contained HTML file of the analysis (heatmap, heads, tokens, graph)."""
         if not self._require_view():
+            return False
+        from analysis.io.report import write_html_report
+
+        s = self.session
+        graph = s.graph.result if s.graph is not None else None
+        return self._write("the report", path, lambda: write_html_report(
+            path, s.run, s.view, graph, head_stats=s.result.head_stats, flow=s.flow,
+            colormap=self.window.view_controls.colormap_box.currentText(), selected=s.row_of(s.selected_token)))
+
+    def export_head_table(self, path: str) -> bool:
+        if not self._require_view():
+            return False
+        return self._write("the head table", path, lambda: self.window.head_overview.export_head_table_csv(path))
+
+    def figure_dialog(self, what: str) -> None:
+        if not self._require_view() or (what == "graph" and not self._require_graph()):
             return
-        path, chosen = QFileDialog.getSaveFileName(self.window, "Export heatmap", "attention.png",
-                                                   "PNG image (*.png);;SVG vector image (*.svg)")
+        from pathlib import Path
+
+        proposed = str(Path(self._folder()) / self.figure_name(what, ".png"))
+        path, chosen = QFileDialog.getSaveFileName(self.window, f"Export the {what} figure", proposed, FIGURE_FILTERS)
         if not path:
             return
         path = with_suffix(path, chosen, ".png")
-        if path.lower().endswith(".svg"):
-            self.export_heatmap(path)
-            return
+        self._remember(path)
         dialog = ImageExportDialog(self.window)
         if dialog.exec() == QDialog.Accepted:
-            self.export_heatmap(path, width=dialog.width_spin.value(), dpi=dialog.dpi_spin.value())
+            self.export_figure(what, path, width=dialog.width_spin.value(), dpi=dialog.dpi_spin.value(),
+                               include_highlight=dialog.highlight_check.isChecked())
 
+    def report_dialog(self) -> None:
+        if self._require_view():
+            from pathlib import Path
+
+            proposed = str(Path(self._folder()) / self.figure_name("report", ".html"))
+            path, _ = QFileDialog.getSaveFileName(self.window, "Export an HTML report", proposed, "HTML (*.html)")
+            if path:
+                path = path if path.lower().endswith((".html", ".htm")) else path + ".html"
+                self._remember(path)
+                self.export_report(path)
+
+    def head_table_dialog(self) -> None:
+        if self._require_view():
+            from pathlib import Path
+
+            proposed = str(Path(self._folder()) / self.figure_name("heads", ".csv"))
+            path, chosen = QFileDialog.getSaveFileName(self.window, "Export the head table", proposed, "CSV (*.csv)")
+            if path:
+                path = with_suffix(path, chosen, ".csv")
+                self._remember(path)
+                self.export_head_table(path)
+
+    # Dialogs ----------------------------------------------------------------------------------------
     def matrix_dialog(self) -> None:
         if self._require_view():
             path, chosen = QFileDialog.getSaveFileName(self.window, "Export matrix", "attention.csv", "CSV (*.csv)")
@@ -166,13 +255,6 @@ class Exports:
             folder = QFileDialog.getExistingDirectory(self.window, "Save the analysis into a folder")
             if folder:
                 self.export_folder(folder)
-
-    def graph_image_dialog(self) -> None:
-        if self._require_graph():
-            path, chosen = QFileDialog.getSaveFileName(self.window, "Export graph", "graph.png",
-                                                       "PNG image (*.png);;SVG vector image (*.svg)")
-            if path:
-                self.export_graph_image(with_suffix(path, chosen, ".png"))
 
     def network_dialog(self) -> None:
         if self._require_graph():

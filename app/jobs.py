@@ -166,6 +166,80 @@ def contributions_job(run: AttentionRun, kind: str, allow_pickle: bool = False):
     return job
 
 
+COMPARED_METHODS = ("integrated_gradients", "input_x_gradient", "occlusion")
+
+
+def attribute_job(run: AttentionRun, settings: dict):
+    """An attribution of ``run``'s input (panel settings: method, target, ...). A generation
+    target sends its rows as partial results; "compare" adds other methods and attention-based
+    importance of the target position, each scored for faithfulness, and their Spearman
+    correlation with the chosen method."""
+
+    def job(context):
+        import numpy as np
+
+        from analysis.attribution import (
+            Target,
+            attribute,
+            attribute_generation,
+            faithfulness,
+            from_run,
+            rank_correlation,
+        )
+        from analysis.models.loading import load_model
+
+        context.progress(0.01, "Loading the model…")
+        loaded = load_model(run.model.source)
+        inputs = from_run(run, loaded)
+        common = dict(baseline=settings["baseline"], steps=settings["steps"], adaptive=settings["adaptive"],
+                      n_samples=settings["samples"], seed=settings["seed"], words=settings["words"],
+                      cancelled=context.is_cancelled)
+        method = settings["method"]
+        if settings["target"] == "generation":
+            if run.prompt_length is None:
+                raise ValueError("this run is not a generation: generate first (the Generate panel), then attribute "
+                                 "its tokens")
+            result = attribute_generation(
+                loaded, inputs, method, target_function=settings["function"],
+                progress=lambda f: context.report(f, "Attributing the generated tokens…"),
+                on_row=lambda row, scores: context.send_partial((row, scores)), **common)
+            return {"generation": result}
+        target = Target(settings["target"], token=settings["token"], contrast=settings["contrast"],
+                        function=settings["function"])
+        if settings["target"] == "similarity":  # each text is encoded on its own, as the model embeds it
+            inputs = run.text
+            common["pair"] = run.pair
+        methods = [method, *[m for m in COMPARED_METHODS if m != method]] if settings["compare"] else [method]
+        scores, faith, results = {}, {}, {}
+        for index, name in enumerate(methods):
+            def report(fraction, index=index, name=name):
+                context.report((index + fraction) / (len(methods) + 1), f"Attributing with {name}…")
+
+            results[name] = attribute(loaded, inputs, target, name, progress=report, **common)
+            scores[name] = results[name].scores
+        main = results[method]
+        comparison = None
+        if settings["compare"]:
+            context.report(len(methods) / (len(methods) + 1), "Scoring faithfulness…")
+            position = main.target.position
+            if main.unit == "token" and position is not None and main.target.kind == "next_token":
+                layer_mean = np.asarray(run.attentions[-1].mean(axis=0), dtype=np.float64)
+                from analysis.attention.rollout import attention_rollout
+
+                scores["attention (last layer)"] = layer_mean[position]
+                scores["rollout"] = attention_rollout(run.attentions)[position]
+            for name, importance in scores.items():
+                context.check()
+                if main.unit == "token":  # faithfulness removes tokens: scored for token-level scores
+                    faith[name] = faithfulness(loaded, main.target, main.inputs.input_ids, importance,
+                                               baseline=settings["baseline"])
+            comparison = {"scores": scores, "faithfulness": faith,
+                          "spearman": {name: rank_correlation(scores[method], s) for name, s in scores.items()}}
+        return {"attribution": main, "comparison": comparison}
+
+    return job
+
+
 def graph_job(request: GraphRequest):
     """Sparsify, measure and partition one view's graph (and lay it out force-directed when
     that layout is shown, so the GUI thread never does)."""

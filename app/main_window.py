@@ -30,11 +30,13 @@ from app.planner import Planner
 from app.session import Session
 from app.tasks import TaskKind
 from app.view_binding import ViewBinding
+from app.window_attribution import AttributionMixin
 from app.window_files import WindowFilesMixin
 from app.window_generation import GenerationMixin
 from app.window_models import ModelChoiceMixin
 from app.worker import QtHost
 from resources import case_studies, resource_path, sample_texts
+from widgets.attribution_panel import AttributionPanel
 from widgets.generation_panel import GenerationPanel
 from widgets.graph_panel import GraphPanel
 from widgets.head_grid import HeadOverview
@@ -49,7 +51,7 @@ AUTOSAVE_MS = 60_000  # texts and choices are saved this often, and on close
 SHUTDOWN_WAIT_S = 2.0  # closing waits at most this long for background work to stop
 
 
-class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, QMainWindow):
+class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, AttributionMixin, QMainWindow):
     """Attention Atlas's window. The ``*_ready`` signals fire once a result is drawn (tests,
     the smoke test)."""
 
@@ -59,6 +61,7 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, QMainWindo
     layered_ready = Signal()  # the graph across layers is on the canvas
     flow_ready = Signal()
     path_ready = Signal()
+    attribution_ready = Signal()
     error_shown = Signal(str)
     warmed_up = Signal()
 
@@ -101,6 +104,7 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, QMainWindo
         self.graph_panel.canvas.set_size_metric("pagerank")
         self.metrics_table = MetricsTable()
         self.generation_panel = GenerationPanel(case_studies())
+        self.attribution_panel = AttributionPanel()
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -130,6 +134,9 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, QMainWindo
         self.generate_dock = self._dock("Generate", "generateDock", self.generation_panel, Qt.LeftDockWidgetArea)
         self.tabifyDockWidget(self.input_dock, self.generate_dock)
         self.input_dock.raise_()
+        self.attribution_dock = self._dock("Attribution", "attributionDock", self.attribution_panel, Qt.RightDockWidgetArea)
+        self.tabifyDockWidget(self.graph_dock, self.attribution_dock)
+        self.graph_dock.raise_()
         self.tabifyDockWidget(self.tokens_dock, self.metrics_dock)
         self.tokens_dock.raise_()
         self.setDockOptions(QMainWindow.AnimatedDocks | QMainWindow.AllowTabbedDocks | QMainWindow.AllowNestedDocks)
@@ -171,10 +178,15 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, QMainWindo
         self._action(file_menu, "Open sess&ion…", self.open_session_dialog, "Ctrl+Alt+O", "Reopen an analysis saved as a .atlas file (no model needed)")
         self._action(file_menu, "Save sessio&n…", self.save_session_dialog, "Ctrl+Shift+S", "Save the analysis and your choices as a .atlas file")
         file_menu.addSeparator()
-        self.export_image_action = self._action(file_menu, "&Export heatmap image…", exports("heatmap_dialog"), "Ctrl+E", "Save the heatmap as PNG (choose size and DPI) or SVG")
+        self.export_image_action = self._action(file_menu, "&Export heatmap figure…", lambda: self.exports.figure_dialog("heatmap"), "Ctrl+E", "Save the heatmap as PNG, SVG or PDF (size, DPI; clean by default)")
+        figures = file_menu.addMenu("Export &figure")
+        for what, shortcut in (("graph", "Ctrl+Shift+G"), ("heads", None), ("tokens", None)):
+            self._action(figures, f"{what.capitalize()}…", lambda _=False, w=what: self.exports.figure_dialog(w), shortcut,
+                         f"Save the {what} view as PNG, SVG or PDF")
+        self._action(file_menu, "Export HTML &report…", exports("report_dialog"), "Ctrl+R", "One self-contained HTML file of the analysis, for any browser or notebook, offline")
+        self._action(file_menu, "Export head &table as CSV…", exports("head_table_dialog"), None, "Every head's statistics")
         self._action(file_menu, "Export heatmap &matrix as CSV…", exports("matrix_dialog"), "Ctrl+Shift+E", "Save the current view's matrix with token labels")
         self._action(file_menu, "&Save analysis folder…", exports("folder_dialog"), QKeySequence.Save, "Write attention.npz, tokens.csv, edges.csv and summary.json, as the command line does")
-        self._action(file_menu, "Export &graph image…", exports("graph_image_dialog"), "Ctrl+Shift+G", "Save the graph canvas as PNG or SVG")
         self._action(file_menu, "Export graph for &Gephi/Cytoscape…", exports("network_dialog"), None, "Save the graph as GEXF or GraphML")
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.Quit)
@@ -184,6 +196,7 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, QMainWindo
         self.analyse_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
         self.cancel_action = self._action(run_menu, "&Cancel", self.cancel, "Esc", "Stop the running work; the previous result stays")
         self._action(run_menu, "&Generate", self.generate, "Ctrl+G", "Let the model answer the prompt of the Generate panel")
+        self._action(run_menu, "A&ttribute", self.attribute, "Ctrl+Shift+A", "Which input tokens drive the output (the Attribution panel)")
         run_menu.addSeparator()
         self._action(run_menu, "Next layer", lambda: self._step("layer", 1), "PgDown")
         self._action(run_menu, "Previous layer", lambda: self._step("layer", -1), "PgUp")
@@ -191,8 +204,8 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, QMainWindo
         self._action(run_menu, "Previous head", lambda: self._step("head", -1), "Ctrl+Left")
 
         view_menu = self.menuBar().addMenu("&View")
-        for dock in (self.input_dock, self.generate_dock, self.heads_dock, self.graph_dock, self.tokens_dock,
-                     self.metrics_dock):
+        for dock in (self.input_dock, self.generate_dock, self.heads_dock, self.graph_dock, self.attribution_dock,
+                     self.tokens_dock, self.metrics_dock):
             view_menu.addAction(dock.toggleViewAction())
         view_menu.addSeparator()
         self._action(view_menu, "Reset heatmap zoom", self.heatmap.reset_view, "Ctrl+0")
@@ -225,6 +238,12 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, QMainWindo
         self.generation_panel.case_chosen.connect(lambda case: self.set_model_source(case.get("model", "smollm2")))
         self.session.events.generation_step.connect(self.generation_panel.show_step)
         self.session.events.result.connect(self._on_result_for_generation)
+        self.session.events.result.connect(self._on_result_for_attribution)
+        self.session.events.attribution.connect(self._on_attribution)
+        self.session.events.error.connect(self._on_attribution_error)
+        self.attribution_panel.run_requested.connect(self.attribute)
+        self.attribution_panel.cancel_requested.connect(self.cancel)
+        self.attribution_panel.token_selected.connect(self._on_attribution_token)
         self.host.settled.connect(self._on_settled)
         self.session.events.error.connect(self._on_task_error)
 

@@ -72,6 +72,15 @@ class Planner:
         )
         return task, stop
 
+    def attribute(self, settings: dict, *, on_row: Callable | None = None) -> Task:
+        """Attribute the current run's output (settings from the attribution panel)."""
+        s = self.session
+        return self.runner.submit(
+            s, TaskKind.ATTRIBUTE, jobs.attribute_job(s.run, dict(settings)), on_done=s.set_attribution,
+            on_failed=lambda message: s.set_task_error(TaskKind.ATTRIBUTE, message), on_partial=on_row,
+            on_progress=(lambda f, m: self.on_progress(TaskKind.ATTRIBUTE, f, m)) if self.on_progress else None,
+        )
+
     def warm_up(self, source: str, on_done: Callable | None = None) -> Task:
         return self._submit(TaskKind.WARM_UP, jobs.warm_up_job(source), on_done or (lambda _facts: None),
                             failed=lambda message: None)

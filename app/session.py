@@ -106,6 +106,7 @@ class SessionEvents(SignalGroup):
     selection = Signal(object)  # run token index | None
     path_ends = Signal()
     generation_step = Signal(object)  # the generated token stepped to (index) | None
+    attribution = Signal(object)  # {"attribution"|"generation": ..., "comparison": ...} | None
     graph = Signal(object)  # app.jobs.GraphOutcome | None
     positions = Signal(object)  # dict kind -> [n, 2]
     layered = Signal(object)
@@ -132,6 +133,7 @@ class Session:
         self.path_source: int | None = None
         self.path_target: int | None = None
         self.generation_step: int | None = None
+        self.attribution: dict | None = None  # of the current run (app.jobs.attribute_job)
         self.result = None
         self.result_inputs: AnalysisInputs | None = None
         self.view: AttentionView | None = None
@@ -293,12 +295,14 @@ class Session:
         self.selected_token = None
         self.path_source = self.path_target = None
         self.generation_step = None
+        self.attribution = None
         self.errors.clear()
         self.view = None
         self._matrix_key = self._layered_key = self._flow_query = None
         if result is not None:
             self._fit_spec_to_run()
         self.events.result.emit(result)
+        self.events.attribution.emit(None)
         self.events.selection.emit(None)
         self.events.path_ends.emit()
         self.events.stale.emit(self.is_stale)
@@ -312,6 +316,11 @@ class Session:
         if run is None or kind not in CONTRIBUTION_KINDS or kind in run.contributions:
             return None
         return kind
+
+    def set_attribution(self, outcome: dict | None) -> None:
+        """The attribution computed for the current run (cleared by a new run)."""
+        self.attribution = outcome
+        self.events.attribution.emit(outcome)
 
     def add_contributions(self, arrays: dict) -> None:
         """The run gains contribution matrices (computed on demand): the same run otherwise,

@@ -48,6 +48,7 @@ class TaskKind(enum.Enum):
     ANALYSE = (Lane.MODEL, frozenset(), "The analysis")
     GENERATE = (Lane.MODEL, frozenset(), "The generation")
     CONTRIBUTIONS = (Lane.MODEL, frozenset({"run", "contribution_kind"}), "The contributions")
+    ATTRIBUTE = (Lane.MODEL, frozenset({"run"}), "The attribution")
     GRAPH = (Lane.GRAPH, frozenset({"run", "view_matrix", "graph_settings"}), "The graph")
     LAYOUT = (Lane.GRAPH, frozenset({"run", "view_matrix", "graph_settings", "layout"}), "The force layout")
     LAYERED = (Lane.GRAPH, frozenset({"run", "layered_input", "graph_settings", "layout"}),

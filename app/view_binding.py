@@ -61,6 +61,7 @@ class ViewBinding:
         controls = self.window.view_controls
         self.window.heatmap.set_log_scale(controls.log_check.isChecked())
         self.window.heatmap.set_colormap(controls.colormap_box.currentText())
+        self.window.head_overview.set_colormap(controls.colormap_box.currentText())
 
     def _on_head_selected(self, layer: int, head: int) -> None:
         if self.session.run is not None:

@@ -330,3 +330,19 @@ def test_contribution_views_are_computed_on_demand_and_keep_the_selection(qtbot,
     np.testing.assert_allclose(matrix.sum(axis=1), 1.0, atol=1e-4)
     np.testing.assert_allclose(matrix, run.contributions[kind][window.view.spec.layer], atol=1e-6)
     assert window.selected_row() == 3 and window.graph.n == run.num_tokens
+
+
+def test_figures_report_and_head_table_from_the_window(qtbot, analysed, tmp_path):
+    window = analysed
+    window.heatmap.token_selected.emit(2)
+    for what in ("heatmap", "graph", "heads", "tokens"):
+        for suffix in (".png", ".svg", ".pdf"):
+            path = tmp_path / f"{what}{suffix}"
+            assert window.exports.export_figure(what, str(path), width=900), (what, suffix)
+            assert path.stat().st_size > 0
+    assert QImage(str(tmp_path / "heatmap.png")).width() == 900
+    assert window.exports.export_report(str(tmp_path / "report.html"))
+    assert "<svg" in (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert window.exports.export_head_table(str(tmp_path / "heads.csv"))
+    assert (tmp_path / "heads.csv").read_text().startswith("layer,head")
+    assert window.exports.figure_name("heatmap", ".svg") == "all-MiniLM-L6-v2_L5H0_heatmap.svg"

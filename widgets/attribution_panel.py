@@ -1,0 +1,338 @@
+"""Attribution: which input tokens drive an output, by which method, and how far to trust it.
+
+Controls pick the method, the target (what the loaded model can do), the target function,
+the baseline and the method's settings; Run computes it in the background (Esc cancels).
+The result shows as the text's tokens coloured with a diverging map centred at 0 (blue
+lowers the target, red raises it; saliency has no sign), a bar chart of the strongest
+units, and a sentence with f(x), f(baseline) and, for Integrated Gradients, whether the
+scores add up (the convergence delta). With "Compare methods" the table lists every
+method's scores side by side with the ERASER faithfulness figures (AOPC of
+comprehensiveness and sufficiency) and the Spearman correlation with the first method,
+attention-based importance of the target position included, so a person sees which
+explanation is faithful on this input. A generation's attribution is a matrix [generated
+tokens x earlier tokens] shown as a signed heatmap; rows appear as they are computed.
+
+Emits ``run_requested`` (read :meth:`settings`), ``cancel_requested`` and
+``token_selected(token)`` (a run token, for linked selection).
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from analysis.attribution.options import (
+    BASELINE_ITEMS,
+    DEFAULT_SAMPLES,
+    DEFAULT_STEPS,
+    METHOD_DESCRIPTIONS,
+    METHOD_ITEMS,
+    TARGET_FUNCTION_ITEMS,
+    TARGET_ITEMS,
+)
+from analysis.io.numbers import format_number
+from widgets.heatmap import AttentionHeatmap
+
+BLUE, WHITE, RED = np.array([33, 102, 172]), np.array([255, 255, 255]), np.array([178, 24, 43])
+BAR_COUNT = 25  # the bar chart shows the strongest units
+
+
+def diverging_color(value: float, scale: float) -> str:
+    """``#rrggbb`` for ``value`` on a blue-white-red map centred at 0 with ``|value| = scale``
+    at the ends."""
+    t = 0.0 if scale <= 0 else max(-1.0, min(1.0, value / scale))
+    rgb = WHITE + (RED - WHITE) * t if t >= 0 else WHITE + (BLUE - WHITE) * -t
+    return "#{:02x}{:02x}{:02x}".format(*(int(round(c)) for c in rgb))
+
+
+def _combo(items) -> QComboBox:
+    box = QComboBox()
+    for key, label, tip in items:
+        box.addItem(label, key)
+        box.setItemData(box.count() - 1, tip, Qt.ToolTipRole)
+    return box
+
+
+class AttributionPanel(QWidget):
+    """See the module docstring."""
+
+    run_requested = Signal()
+    cancel_requested = Signal()
+    token_selected = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._result = None
+        self.method_box = _combo(METHOD_ITEMS)
+        self.method_box.setCurrentIndex(self.method_box.findData("integrated_gradients"))
+        self.target_box = _combo(TARGET_ITEMS)
+        self.token_edit = QLineEdit()
+        self.token_edit.setPlaceholderText("the model's prediction")
+        self.token_edit.setToolTip("Next/masked token: the token to explain (leading space included, e.g. ' Paris')")
+        self.contrast_edit = QLineEdit()
+        self.contrast_edit.setPlaceholderText("none")
+        self.contrast_edit.setToolTip("A foil: explain 'token rather than this one' = logit(token) − logit(foil)")
+        self.function_box = _combo(TARGET_FUNCTION_ITEMS)
+        self.baseline_box = _combo(BASELINE_ITEMS)
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(2, 4096)
+        self.steps_spin.setValue(DEFAULT_STEPS)
+        self.steps_spin.setToolTip("Integrated Gradients: Gauss-Legendre nodes along the path")
+        self.adaptive_check = QCheckBox("Adaptive")
+        self.adaptive_check.setChecked(True)
+        self.adaptive_check.setToolTip("Double the steps until the scores add up to f(x) − f(baseline) within 5%")
+        self.samples_spin = QSpinBox()
+        self.samples_spin.setRange(10, 20000)
+        self.samples_spin.setValue(DEFAULT_SAMPLES)
+        self.samples_spin.setToolTip("LIME / KernelSHAP: random masks evaluated")
+        self.seed_spin = QSpinBox()
+        self.seed_spin.setRange(0, 2**31 - 1)
+        self.seed_spin.setToolTip("LIME / KernelSHAP: the same seed gives the same scores")
+        self.words_check = QCheckBox("Words")
+        self.words_check.setToolTip("Score words (the sum of their pieces) instead of tokens")
+        self.compare_check = QCheckBox("Compare methods")
+        self.compare_check.setToolTip("Also run Input×Gradient and occlusion, score every method's faithfulness "
+                                      "(ERASER AOPC) and correlate them (Spearman)")
+        self.run_button = QPushButton("Attribute")
+        self.run_button.setToolTip("Compute the attribution (Ctrl+Shift+A)")
+        self.run_button.clicked.connect(self.run_requested)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel_requested)
+        self.description = QLabel()
+        self.description.setWordWrap(True)
+        self.summary = QLabel("Analyse or generate, then pick a method and a target and press Attribute.")
+        self.summary.setWordWrap(True)
+        self.summary.setObjectName("attributionSummary")
+        self.strip = QTextBrowser()
+        self.strip.setOpenLinks(False)
+        self.strip.anchorClicked.connect(lambda url: self.token_selected.emit(int(url.toString().lstrip("#t"))))
+        self.strip.setToolTip("Each unit coloured by its score: red raises the target, blue lowers it; click one "
+                              "to select its token in the other views")
+        self.legend = QLabel()
+        self.bars = pg.PlotWidget(background="w")
+        self.bars.setMinimumHeight(160)
+        self.bars.getPlotItem().hideButtons()
+        self.bars.setToolTip(f"The {BAR_COUNT} units with the largest |score|, sorted")
+        self.table = QTableWidget(0, 0)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.setToolTip("Methods side by side: faithfulness (AOPC: comprehensiveness high and sufficiency "
+                              "low is better) and Spearman correlation with the first method")
+        self.matrix = AttentionHeatmap()
+        self.matrix.setVisible(False)
+        self.method_box.currentIndexChanged.connect(self._update_enabled)
+        self.target_box.currentIndexChanged.connect(self._update_enabled)
+        self._build_layout()
+        self._update_enabled()
+
+    def _build_layout(self) -> None:
+        form = QFormLayout()
+        form.addRow("Method", self.method_box)
+        form.addRow("Target", self.target_box)
+        tokens = QHBoxLayout()
+        tokens.addWidget(self.token_edit)
+        tokens.addWidget(QLabel("rather than"))
+        tokens.addWidget(self.contrast_edit)
+        form.addRow("Token", tokens)
+        functions = QHBoxLayout()
+        functions.addWidget(self.function_box)
+        functions.addWidget(self.baseline_box)
+        form.addRow("Function, baseline", functions)
+        settings = QHBoxLayout()
+        for widget in (self.steps_spin, self.adaptive_check, self.samples_spin, self.seed_spin):
+            settings.addWidget(widget)
+        form.addRow("Steps, samples, seed", settings)
+        options = QHBoxLayout()
+        for widget in (self.words_check, self.compare_check):
+            options.addWidget(widget)
+        form.addRow("", options)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button, 1)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.description)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.strip, 2)
+        layout.addWidget(self.legend)
+        layout.addWidget(self.bars, 2)
+        layout.addWidget(self.matrix, 3)
+        layout.addWidget(self.table, 2)
+
+    def _update_enabled(self, *_) -> None:
+        method, target = self.method_box.currentData(), self.target_box.currentData()
+        self.description.setText(METHOD_DESCRIPTIONS.get(method, ""))
+        self.steps_spin.setEnabled(method == "integrated_gradients")
+        self.adaptive_check.setEnabled(method == "integrated_gradients")
+        self.samples_spin.setEnabled(method in ("lime", "kernel_shap"))
+        self.seed_spin.setEnabled(method in ("lime", "kernel_shap"))
+        token_target = target in ("next_token", "masked_token")
+        self.token_edit.setEnabled(token_target)
+        self.contrast_edit.setEnabled(token_target)
+        self.function_box.setEnabled(target != "similarity")
+
+    # What the person asked for -----------------------------------------------------------------------
+    def settings(self) -> dict:
+        """The attribution the controls ask for (app.jobs.attribute_job reads it)."""
+        return {
+            "method": self.method_box.currentData(),
+            "target": self.target_box.currentData(),
+            "token": self.token_edit.text() or None,
+            "contrast": self.contrast_edit.text() or None,
+            "function": self.function_box.currentData(),
+            "baseline": self.baseline_box.currentData(),
+            "steps": self.steps_spin.value(),
+            "adaptive": self.adaptive_check.isChecked(),
+            "samples": self.samples_spin.value(),
+            "seed": self.seed_spin.value(),
+            "words": self.words_check.isChecked(),
+            "compare": self.compare_check.isChecked(),
+        }
+
+    def set_targets(self, kinds) -> None:
+        """Offer only the targets the loaded model can be asked for."""
+        model = self.target_box.model()
+        for row in range(self.target_box.count()):
+            model.item(row).setEnabled(self.target_box.itemData(row) in kinds)
+        if kinds and self.target_box.currentData() not in kinds:
+            self.target_box.setCurrentIndex(self.target_box.findData(kinds[0]))  # the model's own task first
+
+    def set_busy(self, busy: bool) -> None:
+        self.run_button.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy)
+
+    # Results ------------------------------------------------------------------------------------------
+    def show_message(self, text: str) -> None:
+        self.summary.setText(text)
+
+    def show_attribution(self, result, comparison: dict | None = None) -> None:
+        """An ``analysis.attribution.Attribution`` (and the comparison of methods, if any)."""
+        self._result = result
+        self.matrix.setVisible(False)
+        labels, scores = result.units.labels, np.asarray(result.scores, dtype=np.float64)
+        self.summary.setText(self._summary_text(result))
+        self._fill_strip(labels, scores, result.units.token_units, signed=result.method != "saliency")
+        self._fill_bars(labels, scores)
+        self._fill_table(labels, comparison)
+
+    def show_generation_row(self, row: int, scores: np.ndarray, labels) -> None:
+        """A row of a generation's matrix, as it arrives."""
+        self.summary.setText(f"Attributing generated token {row + 1}…")
+
+    def show_generation(self, result) -> None:
+        """An ``analysis.attribution.GenerationAttribution``: the signed matrix."""
+        self._result = result
+        scores = np.nan_to_num(np.asarray(result.scores, dtype=np.float64))
+        self.matrix.setVisible(True)
+        self.matrix.set_matrix(scores, list(result.target_labels), list(result.units.labels),
+                               masked=np.isnan(result.scores), title=f"{result.method}: generated × earlier tokens",
+                               signed=True)
+        bad = int((~np.asarray(result.converged, dtype=bool)).sum())
+        text = (f"{result.num_rows} generated tokens attributed by {result.method} "
+                f"({result.target_function}).")
+        if result.method == "integrated_gradients":
+            text += (" Every row adds up to f(x) − f(baseline) within 5%." if bad == 0 else
+                     f" {bad} of {result.num_rows} rows do NOT add up (the integral did not converge): "
+                     "their scores are not yet a trustworthy explanation.")
+        self.summary.setText(text)
+        totals = np.nansum(np.abs(result.scores), axis=0)
+        self._fill_strip(result.units.labels, totals, result.units.token_units, signed=False)
+        self._fill_bars(result.units.labels, totals)
+        self.table.setRowCount(0)
+
+    def _summary_text(self, result) -> str:
+        target = result.target
+        what = getattr(target, "description", None) or getattr(target, "kind", "the target")
+        text = (f"{what}: f(x) = {format_number(result.f_x, 4)}, f(baseline) = {format_number(result.f_baseline, 4)}"
+                f" ({result.baseline} baseline).")
+        if result.delta is not None:
+            gap = abs(result.f_x - result.f_baseline)
+            share = result.delta / gap if gap > 0 else float("nan")
+            text += (f" The scores add up to f(x) − f(baseline) within {format_number(result.delta, 3)}"
+                     f" ({format_number(100 * share, 2)}%)")
+            if result.steps:
+                text += f", {result.steps} steps"
+            text += "."
+            if result.converged is False:
+                text += (" It did NOT converge: the scores do not add up, so they are not yet an explanation "
+                         "to trust (try more steps, another baseline, or another method).")
+        return text
+
+    def _fill_strip(self, labels, scores: np.ndarray, token_units, *, signed: bool) -> None:
+        scale = float(np.nanmax(np.abs(scores))) if len(scores) else 0.0
+        first_token = {}
+        for token, unit in enumerate(np.asarray(token_units)):
+            first_token.setdefault(int(unit), token)
+        parts = []
+        for unit, (label, value) in enumerate(zip(labels, scores, strict=True)):
+            colour = diverging_color(value if signed else abs(value), scale)
+            title = html.escape(f"{label}: {format_number(value, 4)}")
+            parts.append(f'<a href="#t{first_token.get(unit, 0)}" style="text-decoration:none;color:black;'
+                         f'background:{colour}" title="{title}">{html.escape(label)}</a>')
+        self.strip.setHtml("<p style='line-height:160%'>" + " ".join(parts) + "</p>")
+        low = f"{format_number(-scale, 3)} lowers" if signed else "0"
+        self.legend.setText(
+            f"<span style='background:{diverging_color(-scale, scale)}'>&nbsp;{low}&nbsp;</span> "
+            f"<span style='background:#ffffff'>&nbsp;0&nbsp;</span> "
+            f"<span style='background:{diverging_color(scale, scale)}'>&nbsp;{format_number(scale, 3)} raises&nbsp;</span>")
+
+    def _fill_bars(self, labels, scores: np.ndarray) -> None:
+        plot = self.bars.getPlotItem()
+        plot.clear()
+        order = np.argsort(-np.abs(np.nan_to_num(scores)))[:BAR_COUNT][::-1]
+        values = np.nan_to_num(scores[order])
+        brushes = [pg.mkBrush(diverging_color(v, float(np.abs(values).max() or 1))) for v in values]
+        plot.addItem(pg.BarGraphItem(x0=0, y=np.arange(len(order)), height=0.8, width=values, brushes=brushes,
+                                     pen=pg.mkPen("#555")))
+        plot.getAxis("left").setTicks([[(i, labels[j]) for i, j in enumerate(order)]])
+        plot.setLabel("bottom", "score")
+
+    def _fill_table(self, labels, comparison: dict | None) -> None:
+        if not comparison:
+            self.table.setRowCount(0)
+            self.table.setColumnCount(0)
+            return
+        methods = list(comparison["scores"])
+        rows = ["AOPC comprehensiveness", "AOPC sufficiency", f"Spearman with {methods[0]}", *labels]
+        self.table.setColumnCount(len(methods))
+        self.table.setRowCount(len(rows))
+        self.table.setHorizontalHeaderLabels(methods)
+        self.table.setVerticalHeaderLabels(rows)
+        for column, method in enumerate(methods):
+            faith = comparison["faithfulness"].get(method)
+            values = [faith.aopc_comprehensiveness if faith else float("nan"),
+                      faith.aopc_sufficiency if faith else float("nan"),
+                      comparison["spearman"].get(method, float("nan")),
+                      *comparison["scores"][method]]
+            for row, value in enumerate(values):
+                self.table.setItem(row, column, QTableWidgetItem(format_number(value, 4)))
+
+    # Accessors (tests, exports) -------------------------------------------------------------------------
+    def result(self):
+        return self._result
+
+    def strip_html(self) -> str:
+        return self.strip.toHtml()
