@@ -230,7 +230,7 @@ def attribute_job(run: AttentionRun, settings: dict):
                 scores["rollout"] = attention_rollout(run.attentions)[position]
             for name, importance in scores.items():
                 context.check()
-                if main.unit == "token":  # faithfulness removes tokens: scored for token-level scores
+                if main.unit == "token" and main.target.kind != "similarity":  # removes tokens of one input
                     faith[name] = faithfulness(loaded, main.target, main.inputs.input_ids, importance,
                                                baseline=settings["baseline"])
             comparison = {"scores": scores, "faithfulness": faith,

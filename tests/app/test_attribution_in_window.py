@@ -32,12 +32,15 @@ def test_integrated_gradients_says_whether_it_adds_up_and_cancel_keeps_the_windo
     window = pair_window(qtbot, window)
     panel = window.attribution_panel
     panel.compare_check.setChecked(True)
+    panel.adaptive_check.setChecked(False)
+    panel.steps_spin.setValue(16)
     with qtbot.waitSignal(window.attribution_ready, timeout=300_000):
         window.attribute()
     comparison = window.session.attribution["comparison"]
     assert {"integrated_gradients", "input_x_gradient", "occlusion"} <= set(comparison["scores"])
     assert panel.table.columnCount() == len(comparison["scores"])
     assert panel.table.verticalHeaderItem(0).text().startswith("AOPC")
+    assert panel.table.verticalHeaderItem(2).text().startswith("Spearman")
     assert "add up" in panel.summary.text()
     panel.compare_check.setChecked(False)
     panel.method_box.setCurrentIndex(panel.method_box.findData("kernel_shap"))

@@ -86,3 +86,21 @@ def test_a_case_study_fills_the_prompt_and_chooses_the_chat_model(qtbot, window)
     panel.case_box.activated.emit(1)
     assert panel.prompt() == cases[0]["prompt"] and panel.max_tokens_spin.value() == cases[0]["max_new_tokens"]
     assert window.current_source() == "smollm2" and window.session.model_source == "smollm2"
+
+
+def test_attribution_of_the_generated_tokens(qtbot, chat_window):
+    window, panel = chat_window, chat_window.attribution_panel
+    window.generation_panel.prompt_edit.setPlainText("The capital of France is")
+    window.generation_panel.chat_check.setChecked(False)
+    window.generation_panel.max_tokens_spin.setValue(3)
+    with qtbot.waitSignal(window.analysis_ready, timeout=120_000):
+        window.generate()
+    assert panel.target_box.currentData() == "next_token"
+    panel.target_box.setCurrentIndex(panel.target_box.findData("generation"))
+    panel.method_box.setCurrentIndex(panel.method_box.findData("input_x_gradient"))
+    with qtbot.waitSignal(window.attribution_ready, timeout=300_000):
+        window.attribute()
+    matrix = window.session.attribution["generation"]
+    run = window.result.run
+    assert matrix.num_rows == len(run.generation.steps)
+    assert panel.matrix.isVisible() and panel.matrix.current_matrix().shape[0] == matrix.num_rows
