@@ -86,3 +86,13 @@ PATH_KINDS = keys_of(PATH_ITEMS)
 METRIC_NAMES = keys_of(METRIC_ITEMS)
 LAYERED_VIEW_KINDS = ("rollout", "flow")  # views whose graph can be shown across layers
 CONTRIBUTION_KINDS = ("value_norm", "alti", "value_zeroing")  # views computed on demand from the model
+
+# Community colours everywhere (canvas, figures, GEXF/GraphML): Tableau 10, then the lighter
+# Tableau 20 partners; qualitative, stable per community id.
+COMMUNITY_PALETTE = (
+    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1",
+    "#76b7b2", "#edc948", "#9c755f", "#ff9da7", "#bab0ac",
+    "#a0cbe8", "#ffbe7d", "#8cd17d", "#ff9d9a", "#d4a6c8",
+    "#86bcb6", "#f1ce63", "#d7b5a6", "#fabfd2", "#79706e",
+)  # fmt: skip
+NO_COMMUNITY_COLOR = "#6b7f99"

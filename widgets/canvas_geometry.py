@@ -30,6 +30,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from analysis.options import COMMUNITY_PALETTE, NO_COMMUNITY_COLOR  # noqa: F401  (re-exported)
+
 __all__ = [
     "ARROW_BUDGET",
     "COMMUNITY_PALETTE",
@@ -78,15 +80,6 @@ BIN_WIDTHS = (1.0, 1.0, 1.6, 2.4, 3.4)  # pen width per bin, pixels
 BIN_ALPHAS = (60, 95, 140, 190, 235)  # upper bounds; lowered where edges pile up
 BIN_TARGET_OPACITY = (0.22, 0.38, 0.6, 0.82, 0.95)  # where edges overlap on average
 ARC_LENGTH_FACTOR = 1.48  # an arc of height |d|/2 is ~1.48 times its chord
-
-# Tableau 10, then the lighter Tableau 20 partners: qualitative, stable per community id.
-COMMUNITY_PALETTE = (
-    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1",
-    "#76b7b2", "#edc948", "#9c755f", "#ff9da7", "#bab0ac",
-    "#a0cbe8", "#ffbe7d", "#8cd17d", "#ff9d9a", "#d4a6c8",
-    "#86bcb6", "#f1ce63", "#d7b5a6", "#fabfd2", "#79706e",
-)  # fmt: skip
-NO_COMMUNITY_COLOR = "#6b7f99"
 
 
 # ----------------------------------------------------------------------------- input

@@ -42,17 +42,11 @@ import numpy as np
 from analysis.graph.layout import arc_layout
 from analysis.graph.metrics import GraphResult
 from analysis.io.numbers import clean_number
-from analysis.options import METRIC_NAMES
 
 # Tableau 10, then the lighter Tableau 20 partners: the window's community colours
 # (widgets.canvas_geometry.COMMUNITY_PALETTE), so a Gephi drawing matches the window's.
-COMMUNITY_PALETTE = (
-    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1",
-    "#76b7b2", "#edc948", "#9c755f", "#ff9da7", "#bab0ac",
-    "#a0cbe8", "#ffbe7d", "#8cd17d", "#ff9d9a", "#d4a6c8",
-    "#86bcb6", "#f1ce63", "#d7b5a6", "#fabfd2", "#79706e",
-)  # fmt: skip
-NO_COMMUNITY_COLOR = "#6b7f99"
+from analysis.options import COMMUNITY_PALETTE, METRIC_NAMES, NO_COMMUNITY_COLOR  # noqa: F401  (re-exported)
+
 SIZE_RANGE = (4.0, 24.0)  # node sizes in the files, smallest and largest metric value
 POSITION_SCALE = 40.0  # layout units (about one per neighbour) -> file units
 CREATOR = "Attention Atlas"

@@ -38,6 +38,8 @@ from typing import Protocol
 
 import numpy as np
 
+from analysis.options import COMMUNITY_PALETTE, NO_COMMUNITY_COLOR  # noqa: F401  (re-exported)
+
 __all__ = [
     "APPROX_METRICS",
     "COLORBAR_LABELS",
@@ -1174,14 +1176,8 @@ def _token_title(labels: Sequence[str], weights: np.ndarray | None, i: int) -> s
 # ----------------------------------------------------------------------------- graph
 
 # Same values as widgets.canvas_geometry (a test checks they agree): the figure's
-# communities, node sizes and edge bins match the canvas.
-COMMUNITY_PALETTE = (
-    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1",
-    "#76b7b2", "#edc948", "#9c755f", "#ff9da7", "#bab0ac",
-    "#a0cbe8", "#ffbe7d", "#8cd17d", "#ff9d9a", "#d4a6c8",
-    "#86bcb6", "#f1ce63", "#d7b5a6", "#fabfd2", "#79706e",
-)  # fmt: skip
-NO_COMMUNITY_COLOR = "#6b7f99"
+# node sizes and edge bins match the canvas.
+
 EDGE_BINS = 5
 MAX_DRAWN_EDGES = 4000
 ARROW_BUDGET = 1500
