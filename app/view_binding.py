@@ -96,6 +96,7 @@ class ViewBinding:
         run = result.run
         self.window.token_view.set_tokens(run.text, run.pair, run.labels, run.offsets, run.segment_ids,
                                           run.special_mask)
+        self.window.token_view.set_generated_from(run.prompt_length)
         self._tokens_of = result
 
     def _on_spec(self, spec) -> None:
@@ -113,6 +114,7 @@ class ViewBinding:
                                            "(progress in the status bar; Esc cancels)…")
             return
         w.heatmap.set_matrix(view.matrix, view.row_labels, view.col_labels, masked=view.masked, title=view.title)
+        w.heatmap.set_generated_from(*self.first_generated(view))
         spec = view.spec
         if spec.kind == "head" and spec.stack == "self":
             w.head_overview.set_current(spec.layer, spec.head)
@@ -131,6 +133,15 @@ class ViewBinding:
             self.window.statusBar().showMessage(
                 f"Attention flow from '{s.run.labels[s.flow_query]}' at layer {s.view.spec.layer}", 5000)
             self.window.flow_ready.emit()
+
+    def first_generated(self, view) -> tuple[int | None, int | None]:
+        """The first view row and column holding a generated token (None, None otherwise)."""
+        start = self.session.run.prompt_length
+        if start is None or view.spec.stack != "self":
+            return None, None
+        row = next((r for r, group in enumerate(view.row_tokens) if group[-1] >= start), None)
+        col = next((c for c, group in enumerate(view.col_tokens) if group[-1] >= start), None)
+        return row, col
 
     def show_selection(self) -> None:
         """The selected token in the heatmap and the token view (and its row's colours)."""

@@ -53,6 +53,7 @@ from widgets.colormaps import (
 )
 from widgets.empty_state import hint_label, hint_stack
 from widgets.heatmap_axes import (
+    GENERATED_LABEL,
     MAX_LABEL_PX,
     HatchedRect,
     TokenAxis,
@@ -166,6 +167,12 @@ class AttentionHeatmap(QWidget):
         self._path_item = QGraphicsPathItem()
         self._path_item.setZValue(6)
         self._plot.addItem(self._path_item)
+        # where a generation's answer starts: a line on both axes between prompt and answer
+        self._dividers = [pg.InfiniteLine(angle=angle, pen=pg.mkPen(GENERATED_LABEL, width=2)) for angle in (0, 90)]
+        for line in self._dividers:
+            line.setZValue(7)
+            line.setVisible(False)
+            self._plot.addItem(line, ignoreBounds=True)
 
         self._colorbar = make_colorbar(get_colormap(self._cmap_name), self._fg)
         # inside the plot's layout, so the bar spans exactly the matrix (as in the example)
@@ -269,8 +276,30 @@ class AttentionHeatmap(QWidget):
             self.reset_view()
         self._stack.setCurrentWidget(self._view)
 
+    def set_generated_from(self, row: int | None, col: int | None = None) -> None:
+        """Mark the rows from ``row`` on and the columns from ``col`` on (default: ``row``) as
+        generated tokens: tinted labels and a divider line before them; None clears."""
+        col = row if col is None else col
+        self._left.set_marked_from(row)
+        self._bottom.set_marked_from(col)
+        horizontal, vertical = self._dividers
+        horizontal.setVisible(row is not None)
+        vertical.setVisible(col is not None)
+        if row is not None:
+            horizontal.setValue(row - 0.5)
+        if col is not None:
+            vertical.setValue(col - 0.5)
+
+    def generated_from(self) -> tuple[int | None, int | None]:
+        """The first generated row and column marked (None, None without a generation)."""
+        horizontal, vertical = self._dividers
+        row = horizontal.value() + 0.5 if horizontal.isVisible() else None
+        col = vertical.value() + 0.5 if vertical.isVisible() else None
+        return (None if row is None else int(round(row)), None if col is None else int(round(col)))
+
     def clear(self) -> None:
         """Back to the empty state with its hint."""
+        self.set_generated_from(None)
         self._hint.setText(EMPTY_HINT)
         self._signed, self._matrix_levels = False, None
         self._apply_colormap()

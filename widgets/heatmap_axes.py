@@ -33,6 +33,8 @@ from analysis.io.figure_data import (
 )
 from widgets.colormaps import MASKED_BACKGROUND, MASKED_HATCH
 
+GENERATED_LABEL = QColor(191, 91, 0)  # labels of generated tokens (a generation's answer)
+
 __all__ = [
     "COLORBAR_LABELS",
     "HatchedRect",
@@ -107,6 +109,7 @@ class TokenAxis(pg.AxisItem):
         self._visible: list[int] = []
         self._step = 1
         self._selected: int | None = None
+        self._marked_from: int | None = None  # labels from this index on are tinted (generated tokens)
         self._font = QFont()
         self._highlight = QColor(0, 0, 0)
         self._widest = 0.0
@@ -147,6 +150,11 @@ class TokenAxis(pg.AxisItem):
         self._selected = index
         if color is not None:
             self._highlight = QColor(color)
+        self._refresh()
+
+    def set_marked_from(self, index: int | None) -> None:
+        """Tint the labels from ``index`` on (a generation's answer); None: no tint."""
+        self._marked_from = index
         self._refresh()
 
     def set_font(self, font: QFont) -> None:
@@ -261,7 +269,8 @@ class TokenAxis(pg.AxisItem):
                 flags = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
             metrics = fm_bold if idx == self._selected else fm
             text = metrics.elidedText(text, Qt.TextElideMode.ElideRight, max(avail, 0))
-            text_specs.append((rect, flags, text, idx == self._selected))
+            text_specs.append((rect, flags, text, idx == self._selected,
+                               self._marked_from is not None and idx >= self._marked_from))
         return axis_spec, tick_specs, text_specs
 
     def drawPicture(self, p, axisSpec, tickSpecs, textSpecs):  # noqa: N802, N803
@@ -275,9 +284,9 @@ class TokenAxis(pg.AxisItem):
             p.drawLine(p1, p2)
         bold = QFont(self._font)
         bold.setBold(True)
-        for rect, flags, text, selected in textSpecs:
+        for rect, flags, text, selected, marked in textSpecs:
             p.setFont(bold if selected else self._font)
-            p.setPen(QPen(self._highlight) if selected else self.textPen())
+            p.setPen(QPen(self._highlight) if selected else QPen(GENERATED_LABEL) if marked else self.textPen())
             if self._vertical():
                 p.drawText(rect, int(flags), text)
             else:  # rotate so the text reads bottom to top and ends at the axis

@@ -33,6 +33,7 @@ SELECT_HINT = "Click a token (here, in the heatmap or in the graph) to colour th
 ANCHOR_PREFIX = "tok:"
 WEIGHT_COLOR = QColor(*fd.WEIGHT_RGB)  # orange: readable under black text at any intensity
 SELECTED_COLOR = QColor(30, 90, 200)
+GENERATED_COLOR = "#bf5b00"  # generated tokens (a generation's answer)
 
 
 def _text_html(s: str) -> str:
@@ -57,6 +58,7 @@ class TokenTextView(QWidget):
         super().__init__(parent)
         self._text = ""
         self._pair: str | None = None
+        self._generated_from: int | None = None  # first generated token (a generation's answer)
         self._labels: tuple[str, ...] = ()
         self._offsets = np.zeros((0, 2), np.int64)
         self._segments = np.zeros(0, np.int64)
@@ -115,6 +117,7 @@ class TokenTextView(QWidget):
         self._offsets, self._segments, self._special = offsets, segment_ids, special_mask
         self._weights = None
         self._selected = None
+        self._generated_from = None
         self._rebuild()
         self._stack.setCurrentWidget(self._page)
 
@@ -139,7 +142,15 @@ class TokenTextView(QWidget):
         self._caption.setText(self.caption_text())
         self._rebuild()
 
+    def set_generated_from(self, index: int | None) -> None:
+        """Mark the tokens from ``index`` on as generated (a divider and a tint); None: none."""
+        if index != self._generated_from:
+            self._generated_from = index
+            if self._labels:
+                self._rebuild()
+
     def clear(self) -> None:
+        self._generated_from = None
         self._labels = ()
         self._weights = None
         self._selected = None
@@ -250,7 +261,8 @@ class TokenTextView(QWidget):
 
     def _token_html(self, index: int, inner: str, colors: list[QColor | None], chip: bool) -> str:
         fg = self._browser.palette().color(QPalette.ColorRole.Text).name()
-        style = ["text-decoration: none", f"color: {fg}"]
+        generated = self._generated_from is not None and index >= self._generated_from
+        style = ["text-decoration: none", f"color: {GENERATED_COLOR if generated else fg}"]
         color = colors[index]
         if chip:
             bg = color if color is not None else QColor(228, 228, 228)
@@ -280,6 +292,9 @@ class TokenTextView(QWidget):
                 parts.append('</p><hr/><p style="white-space: pre-wrap; line-height: 140%">')
             else:
                 _, i, text, chip = piece
+                if i == self._generated_from:  # where the model's answer starts
+                    parts.append(f'<span style="color: {GENERATED_COLOR}; font-weight: bold" '
+                                 'title="the model generated the tokens from here on">▌</span>')
                 inner = html.escape(text) if chip else _text_html(text)
                 parts.append(self._token_html(i, inner, colors, chip=chip))
         parts.append("</p>")

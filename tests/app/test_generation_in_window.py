@@ -45,6 +45,9 @@ def test_generate_stream_and_step_through_the_tokens(qtbot, chat_window):
     assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
     np.testing.assert_allclose(window.heatmap.current_matrix()[window.selected_row()].sum(), 1, atol=1e-3)
     assert "rank 1" in panel.step_info.text()
+    # the answer is marked on both heatmap axes and in the token view
+    assert window.heatmap.generated_from() == (run.prompt_length, run.prompt_length)
+    assert "the model generated the tokens from here on" in window.token_view.html()
 
 
 def test_stop_keeps_the_tokens_so_far(qtbot, chat_window):
