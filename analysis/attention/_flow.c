@@ -14,8 +14,8 @@
  * several threads may call it at once, each with its own work array.
  *
  * Algorithm: Dinic (blocking flows in BFS level graphs, one current-arc cursor per node),
- * on dense per-block flow matrices F_b[i, k] and their transposes. Speed-ups that keep it
- * exact:
+ * on dense per-block flow matrices F_b[i, k] (a node's reverse arcs are read through their
+ * bitsets and the transposed offsets). Speed-ups that keep it exact:
  * - The first level graph is the layered graph itself (distances are levels): no search.
  * - A node tries its PREFERRED heaviest arcs first (the residual diagonal and the tokens it
  *   attends to most), then every arc in head order, so most of the flow takes a few wide
@@ -101,7 +101,6 @@ typedef struct {
     double *sink_cap; /* [T]: R_0[i, j] */
     double *fs, *ft;  /* [T]: flow on source arcs, on sink arcs */
     double *flow;     /* [(M - 1) T T]: F_b[i, k] of block b = 1..M-1 at (b - 1) T T */
-    double *flowt;    /* the transposes: flowt at (b - 1) T T + k T + i = F_b[i, k] */
     uint64_t *forward_bits; /* [M - 1][T][words]: row (b - 1) T + i, bit k: F_b[i, k] < C */
     uint64_t *reverse_bits; /* [M - 1][T][words]: row (b - 1) T + k, bit i: F_b[i, k] > 0 */
     uint64_t *src_bits;     /* [words]: source arcs not saturated */
@@ -142,12 +141,12 @@ static inline double step_residual(const Search *g, int64_t kind, int64_t at) {
     }
 }
 
-/* Writes F_b[i, k] (at = (b - 1) T T + i T + k, at_t = (b - 1) T T + k T + i) and its
- * bits: forward row at / T (= (b - 1) T + i), bit k; reverse row at_t / T, bit i. */
+/* Writes F_b[i, k] (at = (b - 1) T T + i T + k; at_t = (b - 1) T T + k T + i, the offset
+ * of its transpose) and its bits: forward row at / T (= (b - 1) T + i), bit k; reverse row
+ * at_t / T (= (b - 1) T + k: node (b, k)'s arcs back up), bit i. */
 static inline void set_flow(Search *g, int64_t at, int64_t at_t, double value) {
     const Py_ssize_t t = g->t;
     g->flow[at] = value;
-    g->flowt[at_t] = value;
     bit_put(g->forward_bits + (at / t) * g->words, at % t, g->net->inner[at] - value > FLOW_EPS);
     bit_put(g->reverse_bits + (at_t / t) * g->words, at_t % t, value > FLOW_EPS);
 }
@@ -414,7 +413,7 @@ static int run_sinks(const Network *net, const int64_t *sinks, Py_ssize_t count,
     const size_t bit_rows = (size_t)((levels - 1) * t * words) * sizeof(uint64_t);
     g.net = net, g.t = t, g.tt = net->tt, g.levels = levels, g.words = words;
     g.nodes = levels * t + 2, g.source = levels * t, g.sink = levels * t + 1;
-    g.flow = work, g.flowt = work + (levels - 1) * net->tt;
+    g.flow = work;
     g.touched_size = 4096;
     g.sink_cap = malloc((size_t)t * sizeof(double));
     g.fs = calloc((size_t)t, sizeof(double));
@@ -442,7 +441,7 @@ static int run_sinks(const Network *net, const int64_t *sinks, Py_ssize_t count,
         for (Py_ssize_t k = 0; k < t; k++) bit_put(g.src_bits, k, net->src[k] > FLOW_EPS);
         for (Py_ssize_t s = 0; s < count && ok; s++) ok = one_sink(&g, sinks[s], out + s) == 0;
         if (!ok) /* out of memory mid-sink: the touched list may be incomplete */
-            memset(work, 0, (size_t)(2 * (levels - 1) * net->tt) * sizeof(double));
+            memset(work, 0, (size_t)((levels - 1) * net->tt) * sizeof(double));
     }
     free(g.sink_cap);
     free(g.fs);
@@ -578,7 +577,7 @@ static PyObject *network_max_flows(Network *self, PyObject *args) {
             goto done;
         }
     }
-    if (work.len != 2 * (self->levels - 1) * self->tt * 8) {
+    if (work.len != (self->levels - 1) * self->tt * 8) {
         PyErr_SetString(PyExc_ValueError, "work must be float64 zeros of size work_size");
         goto done;
     }
@@ -601,7 +600,7 @@ done:
 
 static PyObject *network_work_size(Network *self, void *closure) {
     (void)closure;
-    return PyLong_FromSsize_t(2 * (self->levels - 1) * self->tt);
+    return PyLong_FromSsize_t((self->levels - 1) * self->tt);
 }
 
 static PyMethodDef network_methods[] = {

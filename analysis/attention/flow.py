@@ -45,6 +45,7 @@ except ImportError:  # installed without a C compiler: igraph below, slower
     _flow_core = None
 
 FLOW_THREADS = 2  # threads computing blocks of input tokens at once
+WORK_BYTES = 256 * 2**20  # flow matrices of all threads together at most (else fewer threads)
 BLOCK_SECONDS = 0.02  # aimed-for duration of one block: progress and cancellation between blocks
 MAX_BLOCK = 64  # input tokens per block at most
 
@@ -136,7 +137,9 @@ def _kernel_flows(layers, query, layer, progress, cancelled) -> np.ndarray:
     t = layers.shape[-1]
     network = _flow_core.Network(np.ascontiguousarray(layers[: layer + 1]), layer, query)
     flows = np.zeros(t)
-    lanes = max(1, min(FLOW_THREADS, t))
+    # each thread's flow matrices: (layer - 1) T^2 doubles, 8 MiB for MiniLM at 512 tokens,
+    # 232 MiB for a 30-layer model at 1,024 (then one thread)
+    lanes = max(1, min(FLOW_THREADS, t, WORK_BYTES // max(8 * network.work_size, 1)))
     works = [np.zeros(network.work_size) for _ in range(lanes)]
     seconds_per_token: list[float] = []
 

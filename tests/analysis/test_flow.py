@@ -186,6 +186,24 @@ def test_cancellation_stops_handing_out_blocks(when, implementation, monkeypatch
         attention_flow_matrix(attentions, cancelled=lambda: True)
 
 
+def test_one_thread_when_the_flow_matrices_would_be_large(monkeypatch):
+    """Each thread holds (layer - 1) T^2 doubles; above WORK_BYTES for all of them together
+    (a 30-layer model at 1,024 tokens) flow runs on one thread, with the same result."""
+    attentions = random_attentions(4, 2, 24, 11)
+    both = attention_flow(attentions, 5)
+    monkeypatch.setattr(flow_module, "WORK_BYTES", 1)
+    threads = []
+    real = flow_module.ThreadPoolExecutor
+
+    def counting(max_workers, **kwargs):
+        threads.append(max_workers)
+        return real(max_workers=max_workers, **kwargs)
+
+    monkeypatch.setattr(flow_module, "ThreadPoolExecutor", counting)
+    np.testing.assert_array_equal(attention_flow(attentions, 5), both)
+    assert threads == [1]
+
+
 def test_flow_refuses_bad_arguments():
     attentions = random_attentions(2, 1, 4, 7)
     with pytest.raises(ValueError, match="query must be a token index in 0..3"):
