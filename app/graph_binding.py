@@ -2,8 +2,9 @@
 
 The canvas shows the session's token graph, or its graph across layers in the layered
 layout of a rollout/flow view, always with the labels of the view it was computed from.
-While a new graph is computed the old picture stays, greyed and unclickable, and the info
-line says what is coming; a failed graph clears it and says why. Clicks on nodes become
+While a new graph is computed the old picture stays (repainting it greyed would cost the
+window a full canvas paint per head switch), its clicks are ignored, and the info line says
+what is coming; a failed graph clears it and says why. Clicks on nodes become
 run tokens (``Session.token_of_row`` / ``token_of_layered_node``) before they reach the
 session, so a click always means the token that was drawn.
 """
@@ -51,7 +52,7 @@ class GraphBinding:
         c.token_selected.connect(lambda node: self._select(self.token_of_node(node)))
         c.source_selected.connect(lambda node: self._set_end(source=self.token_of_node(node)))
         c.target_selected.connect(lambda node: self._set_end(target=self.token_of_node(node)))
-        self.table.token_selected.connect(lambda row: self._select(session.token_of_row(row)))
+        self.table.token_selected.connect(self._on_table_row)
         events = session.events
         for signal in (events.view, events.graph, events.layered, events.layout, events.positions):
             signal.connect(lambda *_: self.refresh())
@@ -84,6 +85,11 @@ class GraphBinding:
         if self._drawn is not None and self._drawn is self.session.graph:
             return self.session.token_of_row(node)
         return None  # an out-of-date picture: clicks mean nothing
+
+    def _on_table_row(self, row: int) -> None:
+        """A row of the metrics table: a token only while the table shows the current graph."""
+        if self._tabled is not None and self._tabled[0] is self.session.graph:
+            self._select(self.session.token_of_row(row))
 
     def _select(self, token: int | None) -> None:
         if token is not None:
@@ -120,9 +126,7 @@ class GraphBinding:
             kind = TaskKind.LAYERED if s.layered_mode else TaskKind.GRAPH
             if kind in s.errors:
                 self._clear(f"{kind.title} could not be computed: {s.errors[kind]}")
-            else:
-                canvas.setEnabled(False)
-                self.table.setEnabled(False)
+            else:  # the old picture stays until the new one arrives; its clicks mean nothing
                 what = "graph across layers" if s.layered_mode else "graph"
                 self.panel.info.setText(f"Computing the {what} of {view.spec.describe()}…")
             self._fill_table()
@@ -138,9 +142,7 @@ class GraphBinding:
 
     def _clear(self, message: str) -> None:
         self._drawn = None
-        self.canvas.setEnabled(True)
         self.canvas.clear()
-        self.table.setEnabled(True)
         self.table.clear()
         self._tabled = None
         self.panel.info.setText(message)
@@ -148,7 +150,6 @@ class GraphBinding:
     def _draw(self, shown) -> None:
         s, canvas, w = self.session, self.canvas, self.window
         self._drawn = shown
-        canvas.setEnabled(True)
         if shown is s.layered:
             from analysis.graph.layered import node_labels
 
@@ -192,7 +193,6 @@ class GraphBinding:
         if self._tabled is not None and self._tabled[0] is key[0] and self._tabled[1] is key[1]:
             return
         self._tabled = key
-        self.table.setEnabled(True)
         self.table.set_metrics(s.view.row_labels, self.metrics(), graph.result.communities)
         row = s.row_of(s.selected_token)
         if row is not None:

@@ -296,19 +296,25 @@ class GraphCanvas(QtWidgets.QWidget):
         return None
 
     def set_source(self, index: int | None) -> None:
-        self._source = self._check_index(index)
-        self._refresh_rings()
-        self._update_legend()
+        index = self._check_index(index)
+        if index != self._source:  # unchanged: nothing to repaint (a repaint of a broad graph costs ~50 ms)
+            self._source = index
+            self._refresh_rings()
+            self._update_legend()
 
     def set_target(self, index: int | None) -> None:
-        self._target = self._check_index(index)
-        self._refresh_rings()
-        self._update_legend()
+        index = self._check_index(index)
+        if index != self._target:
+            self._target = index
+            self._refresh_rings()
+            self._update_legend()
 
     def select_token(self, index: int | None) -> None:
         """Mark a token as selected (e.g. from the heatmap or the table); no signal."""
-        self._selected = self._check_index(index)
-        self._refresh_rings()
+        index = self._check_index(index)
+        if index != self._selected:
+            self._selected = index
+            self._refresh_rings()
 
     def source(self) -> int | None:
         return self._source
@@ -326,6 +332,8 @@ class GraphCanvas(QtWidgets.QWidget):
         for i in nodes:
             if not 0 <= i < n:
                 raise ValueError(f"path node {i} is not a token index in [0, {n})")
+        if nodes == list(self._path_nodes):
+            return
         self._path_nodes = nodes
         self._refresh_path()
         self._refresh_rings()

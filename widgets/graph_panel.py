@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, QTimer, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -69,6 +69,10 @@ class GraphPanel(QWidget):
 
         self.info = QLabel("Click a node to set the path source, Shift+click for the target.")
         self.info.setWordWrap(True)
+        self.info.setAlignment(Qt.AlignTop | Qt.AlignLeft)
+        # A fixed height: a new text never re-lays the panel out, which would repaint the
+        # whole canvas (~50-100 ms for a broad graph) on every head switch.
+        self.info.setFixedHeight(self.info.fontMetrics().lineSpacing() * 3 + 4)
 
         grid = QGridLayout()
         grid.setContentsMargins(4, 2, 4, 2)

@@ -362,6 +362,9 @@ class HeadOverview(QWidget):
         formats = [c[2] for c in columns]
         arrays = [np.asarray(stats[k], dtype=np.float64) for k in names]
         n_layers, n_heads = self._thumbs.shape[:2]
+        # Filled while detached from the sorting proxy: attached, every setItem re-sorts the
+        # table (360 cells took ~25 ms, the window's whole budget for one turn).
+        self._proxy.setSourceModel(None)
         self._model.setRowCount(n_layers * n_heads)
         for layer in range(n_layers):
             for head in range(n_heads):
@@ -373,6 +376,7 @@ class HeadOverview(QWidget):
                     item.setData(value, SORT_ROLE)
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                     self._model.setItem(r, c, item)
+        self._proxy.setSourceModel(self._model)
         self._table.setVisible(True)
         self._select_table_row()
 

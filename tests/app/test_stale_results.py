@@ -161,7 +161,10 @@ def test_exporting_a_graph_that_is_still_being_computed_is_refused(qtbot, analys
         assert not window.export_graph_image(str(tmp_path / "g.png"))
     assert "still being computed" in shown.args[0]
     assert not (tmp_path / "g.png").exists()
-    assert not window.graph_panel.canvas.isEnabled()  # the old picture cannot be clicked
+    before = window.session.selected_token
+    window.graph_panel.canvas.token_selected.emit(4)  # a click on the old picture means nothing
+    window.metrics_table.token_selected.emit(4)
+    assert window.session.selected_token == before
     with qtbot.waitSignal(window.graph_ready, timeout=30_000):
         gate.set()
     assert window.export_graph_image(str(tmp_path / "g.png"))
