@@ -6,8 +6,8 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: setup run test lint bench package package-test clean
 
-# The C kernels (analysis/graph/*.c) are compiled by the editable install: rebuild when they change.
-$(STAMP): Makefile pyproject.toml constraints.txt $(wildcard analysis/graph/*.c)
+# The C kernels (analysis/*/*.c) are compiled by the editable install: rebuild when they change.
+$(STAMP): Makefile pyproject.toml constraints.txt $(wildcard analysis/*/*.c)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'

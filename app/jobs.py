@@ -75,7 +75,7 @@ def warm_up_job(source: str):
     def job(context):
         context.progress(0.05, "Loading the model in the background…")
         import analysis.attention.extract  # noqa: F401  (torch, transformers)
-        import analysis.attention.flow  # noqa: F401  (igraph)
+        import analysis.attention.flow  # noqa: F401  (its C kernel, igraph as the fallback)
         import analysis.graph.metrics  # noqa: F401  (scipy, igraph)
         from analysis.models.loading import load_model
 
