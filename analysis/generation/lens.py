@@ -127,13 +127,25 @@ class LogitLens:
         self._max_row_norm = float(weight.norm(dim=1).max())
 
     def _screened_argmax(self, normed: torch.Tensor) -> torch.Tensor:
-        approx = (normed.to(torch.bfloat16) @ self._screen_weight.T).to(torch.float32)
+        approx = normed.to(torch.bfloat16) @ self._screen_weight.T  # bfloat16 [n, V]
         if self.bias is not None:
-            approx += self.bias
-        best = approx.max(dim=1).values
-        rows, cols = torch.nonzero(
-            approx >= (best - self._margin(normed, best))[:, None], as_tuple=True
-        )
+            approx = approx.to(torch.float32) + self.bias
+        best = torch.amax(approx, dim=1).to(torch.float32)  # a max is exact in any dtype
+        threshold = best - self._margin(normed, best)
+        if approx.dtype == torch.bfloat16:
+            # Compare in bfloat16 (no float32 copy of [n, V]), the threshold lowered by more
+            # than its own rounding (half a bfloat16 step, 2**-8 relative) so that no
+            # candidate is lost. Positive bfloat16 numbers order as their bits read as int16
+            # (and every negative one reads below every positive one), and an int16
+            # comparison is twice as fast here: used when every threshold is positive.
+            threshold = (threshold - threshold.abs() * 2.0**-7 - 1e-30).to(torch.bfloat16)
+            if bool((threshold > 0).all()):
+                mask = approx.view(torch.int16) >= threshold.view(torch.int16)[:, None]
+            else:
+                mask = approx >= threshold[:, None]
+        else:
+            mask = approx >= threshold[:, None]
+        rows, cols = torch.nonzero(mask, as_tuple=True)
         exact = (self.weight[cols].to(torch.float32) * normed[rows]).sum(dim=1)
         if self.bias is not None:
             exact = exact + self.bias[cols]

@@ -27,6 +27,7 @@ import inspect
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 
 import torch
@@ -199,6 +200,43 @@ def _returned_cache(output):
     )
 
 
+# Steps whose logit lens is computed in one matrix product (see ``generate_steps``).
+LENS_CHUNK = 8
+
+
+def _lens_ids(lens, rows: torch.Tensor) -> list[int]:
+    """The logit lens of a chunk's rows (steps x layers 1 .. L-1); runs on the lens thread."""
+    with torch.inference_mode():
+        return [int(i) for i in lens.predict(rows)]
+
+
+def _with_lens(steps, chunks, predictions, tokenizer) -> list[GenerationStep]:
+    """The steps with their lens filled in from the chunks' results."""
+    out = list(steps)
+    for first, count, future in chunks:
+        ids = future.result()
+        per_step = len(ids) // count
+        for offset in range(count):
+            index = first + offset
+            lens = [*ids[offset * per_step : (offset + 1) * per_step], predictions[index]]
+            out[index] = dataclasses.replace(
+                out[index], lens=tuple(tokenizer.convert_ids_to_tokens(lens)), lens_ids=tuple(lens)
+            )
+    return out
+
+
+def _top_candidates(tokenizer, probs: torch.Tensor, top: int) -> dict:
+    if not top:
+        return {"top": (), "top_ids": ()}
+    values, ids = torch.topk(probs, min(top, probs.shape[-1]))
+    id_list = [int(i) for i in ids]
+    tokens = tokenizer.convert_ids_to_tokens(id_list)
+    return {
+        "top": tuple(zip(tokens, (float(p) for p in values), strict=True)),
+        "top_ids": tuple(id_list),
+    }
+
+
 class _TextStream:
     """The text each new token adds, holding back bytes of an unfinished character."""
 
@@ -271,14 +309,17 @@ def generate_steps(
         token is kept as the last step, as ``model.generate`` keeps it.
     on_token : callable, optional
         ``on_token(step)`` with each :class:`GenerationStep` as soon as it is ready (the
-        window's stream of partial results).
+        window's stream of partial results), called on the calling thread. These records
+        have everything but the logit lens (``lens == ()``): the lens is computed in chunks
+        of :data:`LENS_CHUNK` steps on a worker thread and is in the returned steps.
     cancelled : callable, optional
         Checked before each step; when it returns True the loop stops and the steps so far
         are kept (``stop_reason == "cancelled"``).
     top : int
         How many candidates each step records.
     lens : bool
-        Record the logit lens (costs about 10% of a step with the bfloat16-screened kernel).
+        Record the logit lens (see :mod:`analysis.generation.lens`; in chunks of steps, on
+        a worker thread, which overlaps the token loop where a core is free).
 
     Returns
     -------
@@ -334,68 +375,79 @@ def generate_steps(
     first_token_s = 0.0
     current = torch.tensor([prompt_ids], dtype=torch.long, device=device)
     cache = None
-    with torch.inference_mode():
-        for index in range(budget):
-            if cancelled is not None and cancelled():
-                reason = "cancelled"
-                break
-            output = lm(input_ids=current, **{cache_argument: cache}, **options)
-            cache = _returned_cache(output)
-            logits = output.logits[0, -1].to(torch.float32)
-            predicted = int(torch.argmax(logits))
-            if sample:
-                chosen = _sample(logits, float(temperature), int(top_k), float(top_p), generator)
-            else:
-                chosen = predicted
-            probs = torch.softmax(logits / float(temperature), dim=-1)
-            chosen_prob = probs[chosen]
-            rank = int((probs > chosen_prob).sum())
-            if top:
-                top_probs, top_ids = torch.topk(probs, min(int(top), probs.shape[-1]))
-                top_ids_list = [int(i) for i in top_ids]
-                top_pairs = tuple(
-                    zip(
-                        tokenizer.convert_ids_to_tokens(top_ids_list),
-                        (float(p) for p in top_probs),
-                        strict=True,
+    # The logit lens is computed in chunks of LENS_CHUNK steps, one matrix product per chunk
+    # on a worker thread (the GIL is released inside it, so it overlaps the token loop where
+    # a core is free); a product of 8 x 29 rows costs less than half of 8 products of 29
+    # rows. Steps reach ``on_token`` at once, without their lens; it is filled in when the
+    # loop ends (the hidden states are those the loop computed, so the lens is exact).
+    worker = ThreadPoolExecutor(1, thread_name_prefix="atlas-lens") if use_lens else None
+    chunks: list[tuple[int, int, Future]] = []  # (first step, steps, future of their lens ids)
+    waiting: list[torch.Tensor] = []  # per step: [L - 1, d] residual streams, last position
+    predictions: list[int] = []  # per step: the model's own argmax, the last layer's lens
+
+    def submit_waiting() -> None:
+        if waiting:
+            first = len(predictions) - len(waiting)
+            future = worker.submit(_lens_ids, logit_lens, torch.cat(waiting))
+            chunks.append((first, len(waiting), future))
+            waiting.clear()
+
+    try:
+        with torch.inference_mode():
+            for index in range(budget):
+                if cancelled is not None and cancelled():
+                    reason = "cancelled"
+                    break
+                output = lm(input_ids=current, **{cache_argument: cache}, **options)
+                cache = _returned_cache(output)
+                logits = output.logits[0, -1].to(torch.float32)
+                predicted = int(torch.argmax(logits))
+                if sample:
+                    chosen = _sample(
+                        logits, float(temperature), int(top_k), float(top_p), generator
                     )
+                else:
+                    chosen = predicted
+                if use_lens:
+                    hidden = output.hidden_states  # embeddings, layers 1 .. L (the last normed)
+                    waiting.append(torch.stack([h[0, -1] for h in hidden[1:-1]]))
+                    predictions.append(predicted)
+                    if len(waiting) >= LENS_CHUNK:
+                        submit_waiting()
+                del output
+                probs = torch.softmax(logits / float(temperature), dim=-1)
+                chosen_prob = probs[chosen]
+                step = GenerationStep(
+                    index=index,
+                    position=len(prompt_ids) + index,
+                    token=tokenizer.convert_ids_to_tokens(chosen),
+                    id=chosen,
+                    text=stream.add(chosen),
+                    prob=float(chosen_prob),
+                    rank=int((probs > chosen_prob).sum()),
+                    **_top_candidates(tokenizer, probs, int(top)),
+                    lens=(),
+                    lens_ids=(),
+                    seconds=time.perf_counter() - started,
                 )
+                if index == 0:
+                    first_token_s = step.seconds
+                steps.append(step)
+                if on_token is not None:
+                    on_token(step)
+                if chosen in stops:
+                    reason = "end_of_turn"
+                    break
+                current = torch.tensor([[chosen]], dtype=torch.long, device=device)
             else:
-                top_ids_list, top_pairs = [], ()
-            lens_ids: list[int] = []
+                if budget < max_new_tokens:
+                    reason = "context"
             if use_lens:
-                hidden = output.hidden_states  # embeddings, layer 1 .. L (the last one normed)
-                inner = torch.stack([h[0, -1] for h in hidden[1:-1]]) if len(hidden) > 2 else None
-                if inner is not None:
-                    lens_ids = [int(i) for i in logit_lens.predict(inner)]
-                lens_ids.append(predicted)  # the last layer: the model's own prediction
-            del output
-            step = GenerationStep(
-                index=index,
-                position=len(prompt_ids) + index,
-                token=tokenizer.convert_ids_to_tokens(chosen),
-                id=chosen,
-                text=stream.add(chosen),
-                prob=float(chosen_prob),
-                rank=rank,
-                top=top_pairs,
-                top_ids=tuple(top_ids_list),
-                lens=tuple(tokenizer.convert_ids_to_tokens(lens_ids)) if lens_ids else (),
-                lens_ids=tuple(lens_ids),
-                seconds=time.perf_counter() - started,
-            )
-            if index == 0:
-                first_token_s = step.seconds
-            steps.append(step)
-            if on_token is not None:
-                on_token(step)
-            if chosen in stops:
-                reason = "end_of_turn"
-                break
-            current = torch.tensor([[chosen]], dtype=torch.long, device=device)
-        else:
-            if budget < max_new_tokens:
-                reason = "context"
+                submit_waiting()
+                steps = _with_lens(steps, chunks, predictions, tokenizer)
+    finally:
+        if worker is not None:
+            worker.shutdown(wait=True, cancel_futures=True)
     seconds = time.perf_counter() - started
     return Generation(
         prompt=prompt,

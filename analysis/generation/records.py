@@ -43,7 +43,8 @@ class GenerationStep:
         The logit lens: per layer, the most likely next token read off that layer's
         residual stream (last position) through the final norm and the unembedding. The
         last entry is the model's own prediction (its argmax). Empty when the model has no
-        final norm the lens can use.
+        final norm the lens can use, when generating without the lens, and in the records
+        streamed to ``on_token`` (the lens is filled in when the token loop ends).
     lens_ids : tuple of int
         Their ids.
     seconds : float

@@ -4,6 +4,7 @@ equals raw transformers, sampling is reproducible, cancelling keeps what was gen
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -46,6 +47,11 @@ def _lens_reference(lm, hidden_states):
         logits = norm(torch.stack(hidden_states[1:-1])) @ weight.T
     top2 = torch.topk(logits, 2, dim=-1).values
     return logits.argmax(dim=-1).tolist(), (top2[:, 0] - top2[:, 1]).tolist()
+
+
+def _without_lens(steps):
+    """The steps as ``on_token`` saw them: the lens is filled in when the loop ends."""
+    return [dataclasses.replace(s, lens=(), lens_ids=()) for s in steps]
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +205,7 @@ def test_cancelling_mid_generation_keeps_the_tokens_so_far(chat_loaded):
     )  # fmt: skip
     generation = run.generation
     assert generation.stop_reason == "cancelled" and generation.cancelled
-    assert len(generation.steps) == 3 and list(generation.steps) == streamed
+    assert len(generation.steps) == 3 and _without_lens(generation.steps) == streamed
     assert run.num_tokens == generation.prompt_length + 3
     assert "cancelled after 3 tokens" in run.notice
     uncancelled = generate_steps(
@@ -213,7 +219,8 @@ def test_cancelling_mid_generation_keeps_the_tokens_so_far(chat_loaded):
 def test_on_token_streams_every_step_in_order(chat_loaded):
     seen: list[GenerationStep] = []
     generation = generate_steps(chat_loaded, QUESTION, max_new_tokens=4, on_token=seen.append)
-    assert tuple(seen) == generation.steps
+    assert seen == _without_lens(generation.steps)
+    assert all(s.lens == () for s in seen) and all(len(s.lens) == 30 for s in generation.steps)
     assert [s.index for s in seen] == list(range(len(seen)))
     assert [s.position for s in seen] == [generation.prompt_length + i for i in range(len(seen))]
     assert all(a.seconds <= b.seconds for a, b in zip(seen, seen[1:], strict=False))
@@ -403,3 +410,21 @@ def test_cli_generate_errors_are_one_line_and_exit_2(tmp_path, capsys):
     assert len(err.splitlines()) == 1
     assert main(["--prompt", "Hi", "--top-k", "5", "--out", str(tmp_path / "b")]) == 2
     assert "--top-k applies only with --sample" in capsys.readouterr().err
+
+
+def test_the_lens_chunks_map_back_to_their_steps(tiny_decoder):
+    """19 steps: two chunks of LENS_CHUNK (8) and a remainder of 3, each step its own lens."""
+    from analysis.generation.loop import LENS_CHUNK
+
+    loaded = tiny_decoder("llama")
+    generation = generate_steps(loaded, "The cat", max_new_tokens=19, stop_at_end_of_turn=False)
+    assert len(generation.steps) == 19 and LENS_CHUNK == 8
+    for step in generation.steps:
+        logits, hidden = _reference(loaded.lm_model, generation.ids[: step.position])
+        expected, margins = _lens_reference(loaded.lm_model, hidden)
+        assert len(step.lens_ids) == loaded.facts.num_layers
+        assert step.lens_ids[-1] == int(logits.argmax())
+        assert all(
+            g == w or m < 1e-4
+            for g, w, m in zip(step.lens_ids[:-1], expected, margins, strict=True)
+        )
