@@ -1,0 +1,568 @@
+"""The graph figure and its legend. No Qt (see analysis/io/figure_data.py)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from analysis.io.figures.base import (  # noqa: F401
+    _STOPS,
+    APPROX_METRICS,
+    AXIS_SIZE,
+    BASELINE,
+    COLORBAR_LABELS,
+    COLORMAP_NAMES,
+    FONT_FAMILY,
+    FRAME_COLOR,
+    INDEX_LABELS_FROM,
+    LABEL_SIZE,
+    LIGHT_COLORMAPS,
+    LOG_FLOOR,
+    MARGIN,
+    MASKED_BACKGROUND,
+    MASKED_HATCH,
+    MAX_LABEL_CHARS,
+    MUTED_COLOR,
+    NOTE_SIZE,
+    SVG_FONT_STACK,
+    TEXT_COLOR,
+    TICK_SIZE,
+    TITLE_SIZE,
+    ApproxMetrics,
+    Circle,
+    Figure,
+    Image,
+    Line,
+    Path,
+    Rect,
+    Text,
+    TextMetrics,
+    _clean_text,
+    _colorbar,
+    _elide,
+    _hex,
+    _hex_table,
+    _log_ticks,
+    _notes,
+    _stride_ticks,
+    _title,
+    _wrap,
+    axis_labels,
+    check_levels,
+    colorize,
+    colormap_lut,
+    format_weight,
+    highlight_colors,
+    nice_step,
+    nice_ticks,
+    value_levels,
+)
+from analysis.io.figures.heads import (  # noqa: F401
+    HEAD_STAT_FORMATS,
+    _block_average,
+    format_head_stat,
+    head_table,
+    head_tooltip,
+    heads_figure,
+    write_head_table_csv,
+)
+from analysis.io.figures.heatmap import (  # noqa: F401
+    HEAT_MAX_CELL,
+    HEAT_TARGET,
+    MAX_CELL_TITLES,
+    MAX_VECTOR_CELLS,
+    heatmap_figure,
+)
+from analysis.io.figures.tokens import (  # noqa: F401
+    CHIP_COLOR,
+    SELECTED_TOKEN_COLOR,
+    WEIGHT_RGB,
+    _split_spaces,
+    _token_title,
+    token_colors,
+    token_pieces,
+    tokens_figure,
+)
+from analysis.options import COMMUNITY_PALETTE, NO_COMMUNITY_COLOR  # noqa: F401  (re-exported)
+
+# ----------------------------------------------------------------------------- graph
+
+# Same values as widgets.canvas_geometry (a test checks they agree): the figure's
+# node sizes and edge bins match the canvas.
+
+EDGE_BINS = 5
+MAX_DRAWN_EDGES = 4000
+ARROW_BUDGET = 1500
+BIN_WIDTHS = (1.0, 1.0, 1.6, 2.4, 3.4)
+BIN_ALPHAS = (60, 95, 140, 190, 235)
+BIN_TARGET_OPACITY = (0.22, 0.38, 0.6, 0.82, 0.95)
+EDGE_COLOR = "#2c3a4a"
+GRAPH_COLORS = {"path": "#d81b60", "source": "#1a9850", "target": "#7b3294", "selected": "#222222"}
+ARC_NOTE = "Arcs above the line: a token attends to a later token; below: to an earlier one."
+DIRECTION_NOTE = "Arrowheads point to the attended token."
+
+
+def community_colors(communities: np.ndarray | None, n: int) -> list[str]:
+    """Node fill colours: the palette entry of each community id (cycling), one neutral
+    colour without communities or for ids below 0."""
+    if communities is None:
+        return [NO_COMMUNITY_COLOR] * n
+    k = len(COMMUNITY_PALETTE)
+    return [COMMUNITY_PALETTE[int(c) % k] if c >= 0 else NO_COMMUNITY_COLOR for c in communities]
+
+
+def _finite(weights) -> np.ndarray:
+    w = np.abs(np.asarray(weights, dtype=np.float64).ravel())
+    return np.where(np.isfinite(w), w, 0.0)
+
+
+def _drawn_edges(s: np.ndarray, t: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
+    keep = s != t
+    candidates = np.flatnonzero(keep)
+    if candidates.shape[0] > limit:
+        strength = w[candidates]
+        cut = np.partition(strength, candidates.shape[0] - limit)[candidates.shape[0] - limit]
+        above = candidates[strength > cut]
+        tied = candidates[strength == cut][: limit - above.shape[0]]
+        keep = np.zeros_like(keep)
+        keep[above] = True
+        keep[tied] = True
+    return keep
+
+
+def _bins(w: np.ndarray) -> np.ndarray:
+    if w.size == 0 or w.max() <= 0:
+        return np.zeros(w.shape, dtype=np.int64)
+    return np.clip(np.floor(np.sqrt(w / w.max()) * EDGE_BINS).astype(np.int64), 0, EDGE_BINS - 1)
+
+
+def _node_px_range(n: int) -> tuple[float, float, float]:
+    if n <= 64:
+        return 7.0, 26.0, 12.0
+    if n <= 200:
+        return 5.0, 18.0, 9.0
+    return 4.0, 14.0, 6.0
+
+
+def _node_sizes(values: np.ndarray | None, n: int) -> np.ndarray:
+    if n == 0:
+        return np.zeros(0)
+    lo_px, hi_px, uniform = _node_px_range(n)
+    if values is None:
+        return np.full(n, uniform)
+    v = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(v)
+    r = np.zeros(n)
+    if finite.any():
+        lo, hi = v[finite].min(), v[finite].max()
+        r[finite] = (v[finite] - lo) / (hi - lo) if hi > lo else 0.5
+    return np.round(lo_px + (hi_px - lo_px) * np.sqrt(r))
+
+
+def _display_label(text: str) -> str:
+    text = str(text)
+    return repr(text) if text.strip() == "" else _clean_text(text)
+
+
+def _format_number(value: float) -> str:
+    v = float(value)
+    if not math.isfinite(v):
+        return "nan"
+    if v != 0 and (abs(v) >= 1e4 or abs(v) < 1e-3):
+        return f"{v:.3g}"
+    return f"{v:.3f}"
+
+
+def _overlaps(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _place(order: Sequence[int], rects: np.ndarray, forced: set[int], *, max_free: int, gap: float,
+           cell: float = 64.0) -> list[int]:
+    """Greedy, overlap-free choice of labels (as the canvas's ``place_labels``, without
+    culling): forced ones always, others while they keep ``gap`` from those placed."""
+    placed: list = []
+    grid: dict[tuple[int, int], list[int]] = {}
+    chosen: list[int] = []
+    free = 0
+    for i in order:
+        r = rects[i]
+        gx0, gx1 = int(r[0] // cell), int(r[2] // cell)
+        gy0, gy1 = int(r[1] // cell), int(r[3] // cell)
+        if i not in forced:
+            if free >= max_free:
+                continue
+            probe = (r[0] - gap, r[1] - gap, r[2] + gap, r[3] + gap)
+            if any(_overlaps(placed[j], probe) for gx in range(gx0, gx1 + 1) for gy in range(gy0, gy1 + 1)
+                   for j in grid.get((gx, gy), ())):
+                continue
+            free += 1
+        for gx in range(gx0, gx1 + 1):
+            for gy in range(gy0, gy1 + 1):
+                grid.setdefault((gx, gy), []).append(len(placed))
+        placed.append(r)
+        chosen.append(int(i))
+    return chosen
+
+
+def graph_figure(
+    labels: Sequence[str],
+    sources: np.ndarray,
+    targets: np.ndarray,
+    weights: np.ndarray,
+    positions: np.ndarray,
+    *,
+    layout: str = "arc",
+    communities: np.ndarray | None = None,
+    size_values: np.ndarray | None = None,
+    size_metric: str | None = None,
+    metric_values: Mapping[str, np.ndarray] | None = None,
+    title: str = "",
+    path: Sequence[int] = (),
+    source: int | None = None,
+    target: int | None = None,
+    selected: int | None = None,
+    weight_name: str = "attention weight",
+    metrics: TextMetrics | None = None,
+    max_edges: int = MAX_DRAWN_EDGES,
+) -> Figure:
+    """The token graph as a figure: nodes at ``positions`` (``[n, 2]``, y up, as the
+    canvas), the strongest ``max_edges`` edges ``sources[k] -> targets[k]`` (arcs in the
+    "arc" layout, segments with arrowheads otherwise), width and opacity by weight bin,
+    nodes coloured by community and sized by ``size_values`` (named ``size_metric``),
+    labels placed without overlaps (priority: the size metric, else strength) and a
+    legend: communities (colour and their strongest members), the node-size metric (three
+    reference sizes with their values) and edge widths. ``path``, ``source``, ``target``
+    and ``selected`` are highlights, drawn only when given."""
+    metrics = metrics or APPROX_METRICS
+    labels = [str(x) for x in labels]
+    n = len(labels)
+    fig = Figure(0, 0, title=title or "attention graph",
+                 description="Attention Atlas graph: edge i -> j means token i attends to token j")
+    y_title, title_w = _title(fig, title, metrics)
+    if n == 0:
+        fig.items.append(Text(MARGIN, y_title + 20, "(empty graph: no tokens)", AXIS_SIZE, MUTED_COLOR))
+        fig.width, fig.height = math.ceil(max(240.0, MARGIN * 2 + title_w)), math.ceil(y_title + 40)
+        return fig
+    s = np.asarray(sources, dtype=np.int64).ravel()
+    t = np.asarray(targets, dtype=np.int64).ravel()
+    w = _finite(weights)
+    if not (s.shape == t.shape == w.shape):
+        raise ValueError("sources, targets and weights must have the same length")
+    pos = np.asarray(positions, dtype=np.float64)
+    if pos.shape != (n, 2) or not np.isfinite(pos).all():
+        raise ValueError(f"positions must be finite and of shape ({n}, 2), got {pos.shape}")
+    arc = layout == "arc"
+    keep = _drawn_edges(s, t, w, max_edges)
+    bins = _bins(w)
+    sizes = _node_sizes(size_values, n)
+    strength = np.bincount(s, weights=w, minlength=n)[:n] + np.bincount(t, weights=w, minlength=n)[:n]
+    node_fill = community_colors(communities, n)
+
+    # data -> figure units (y down), one scale for both axes
+    ds, dt = s[keep], t[keep]
+    if arc:
+        d = pos[dt] - pos[ds]
+        ctrl = 0.5 * (pos[ds] + pos[dt]) + np.column_stack([-d[:, 1], d[:, 0]])
+    else:
+        ctrl = np.zeros((0, 2))
+    pts = [pos]
+    if arc and ds.shape[0]:
+        u = np.linspace(0, 1, 9)[None, :, None]
+        curve = (1 - u) ** 2 * pos[ds][:, None] + 2 * u * (1 - u) * ctrl[:, None] + u**2 * pos[dt][:, None]
+        pts.append(curve.reshape(-1, 2))
+    allp = np.concatenate(pts)
+    lo_d, hi_d = allp.min(axis=0), allp.max(axis=0)
+    ext = np.maximum(hi_d - lo_d, 1e-9)
+    if arc:
+        k = min(60.0, 720.0 / max(ext[0], 1.0))
+    else:
+        k = min(560.0 / max(ext[0], ext[1]), 120.0)
+
+    def to_px(p: np.ndarray) -> np.ndarray:
+        out = np.empty_like(p, dtype=np.float64)
+        out[..., 0] = (p[..., 0] - lo_d[0]) * k
+        out[..., 1] = (hi_d[1] - p[..., 1]) * k
+        return out
+
+    P = to_px(pos)
+    C = to_px(ctrl) if arc else ctrl
+    radius = sizes / 2.0
+
+    # labels: rectangles in the local frame
+    texts = [_elide(_display_label(x), 24) for x in labels]
+    lh = LABEL_SIZE * 1.3
+    widths = np.array([metrics.width(x, LABEL_SIZE) for x in texts])
+    forced = [i for i in (source, target, selected, *path) if i is not None and 0 <= int(i) < n]
+    forced_set = {int(i) for i in forced}
+    bold_w = np.array([metrics.width(texts[i], LABEL_SIZE, True) if i in forced_set else widths[i] for i in range(n)])
+    rects = np.empty((n, 4))
+    if arc:
+        rects[:, 0] = P[:, 0] - lh / 2
+        rects[:, 1] = P[:, 1] + radius + 3
+        rects[:, 2] = rects[:, 0] + lh
+        rects[:, 3] = rects[:, 1] + bold_w + 5
+        leftward = np.zeros(n, bool)
+    else:
+        leftward = pos[:, 0] < pos[:, 0].mean() - 1e-9 if layout == "circular" else np.zeros(n, bool)
+        wpad = bold_w + 6
+        rects[:, 0] = np.where(leftward, P[:, 0] - radius - 3 - wpad, P[:, 0] + radius + 3)
+        rects[:, 2] = rects[:, 0] + wpad
+        rects[:, 1] = P[:, 1] - lh / 2
+        rects[:, 3] = rects[:, 1] + lh
+    key = np.asarray(size_values, dtype=np.float64) if size_values is not None else strength
+    key = np.where(np.isfinite(key), key, -np.inf)
+    order = list(dict.fromkeys(int(i) for i in forced)) + [int(i) for i in np.argsort(-key, kind="stable")
+                                                          if int(i) not in forced_set]
+    shown = _place(order, rects, forced_set, max_free=400, gap=2.0)
+
+    # bounding box of everything drawn in the local frame -> offset
+    boxes = [np.column_stack([P[:, 0] - radius - 6, P[:, 1] - radius - 6, P[:, 0] + radius + 6, P[:, 1] + radius + 6])]
+    if shown:
+        boxes.append(rects[shown])
+    if arc and ds.shape[0]:
+        cp = to_px(curve.reshape(-1, 2))
+        boxes.append(np.column_stack([cp[:, 0], cp[:, 1], cp[:, 0], cp[:, 1]]))
+    box = np.concatenate(boxes)
+    bx0, by0 = box[:, 0].min(), box[:, 1].min()
+    bx1, by1 = box[:, 2].max(), box[:, 3].max()
+    ox, oy = MARGIN - bx0, y_title + 6 - by0
+    P = P + (ox, oy)
+    if arc:
+        C = C + (ox, oy)
+    rects = rects + (ox, oy, ox, oy)
+    graph_right, graph_bottom = bx1 + ox, by1 + oy
+    graph_area = max((bx1 - bx0) * (by1 - by0), 1.0)
+
+    # edges, weakest bin first
+    drawn_idx = np.flatnonzero(keep)
+    local = {int(e): q for q, e in enumerate(drawn_idx)}
+    for b in range(EDGE_BINS):
+        sel = drawn_idx[bins[drawn_idx] == b]
+        if sel.shape[0] == 0:
+            continue
+        cmds: list = []
+        length = 0.0
+        for e in sel:
+            a, z = P[s[e]], P[t[e]]
+            if arc:
+                c = C[local[int(e)]]
+                cmds += [("M", a[0], a[1]), ("Q", c[0], c[1], z[0], z[1])]
+                length += 1.48 * math.hypot(z[0] - a[0], z[1] - a[1])
+            else:
+                cmds += [("M", a[0], a[1]), ("L", z[0], z[1])]
+                length += math.hypot(z[0] - a[0], z[1] - a[1])
+        width = BIN_WIDTHS[b]
+        alpha = float(BIN_ALPHAS[b])
+        overlap = 2.5 * length * width / graph_area
+        if overlap > 1.0:
+            alpha = min(alpha, 255.0 * (1.0 - (1.0 - BIN_TARGET_OPACITY[b]) ** (1.0 / overlap)))
+        fig.items.append(Path(tuple(cmds), stroke=EDGE_COLOR, width=width, opacity=max(alpha, 6.0) / 255, cap="butt"))
+    if not arc and drawn_idx.shape[0]:
+        strongest = drawn_idx[np.argsort(-w[drawn_idx], kind="stable")[:ARROW_BUDGET]]
+        for b in range(EDGE_BINS):
+            sel = strongest[bins[strongest] == b]
+            cmds = []
+            for e in sel:
+                cmds += _arrow(P[s[e]], P[t[e]], radius[t[e]] + 1.5, 6.0 + 1.6 * b)
+            if cmds:
+                fig.items.append(Path(tuple(cmds), stroke=None, fill=EDGE_COLOR,
+                                      fill_opacity=min(255, BIN_ALPHAS[b] + 20) / 255))
+
+    # highlighted path (only when given)
+    path = [int(p) for p in path if 0 <= int(p) < n]
+    pedges = [(a, z) for a, z in zip(path[:-1], path[1:], strict=False) if a != z]
+    if pedges:
+        cmds = []
+        heads = []
+        for a, z in pedges:
+            pa, pz = P[a], P[z]
+            if arc:
+                d = pos[z] - pos[a]
+                c = to_px((0.5 * (pos[a] + pos[z]) + np.array([-d[1], d[0]]))[None])[0] + (ox, oy)
+                cmds += [("M", pa[0], pa[1]), ("Q", c[0], c[1], pz[0], pz[1])]
+                heads += _arrow(c, pz, radius[z] + 2.0, 11.0)  # along the arc's final tangent
+            else:
+                cmds += [("M", pa[0], pa[1]), ("L", pz[0], pz[1])]
+                heads += _arrow(pa, pz, radius[z] + 2.0, 11.0)
+        fig.items.append(Path(tuple(cmds), stroke="#ffffff", width=7, opacity=0.9))
+        fig.items.append(Path(tuple(cmds), stroke=GRAPH_COLORS["path"], width=3.5))
+        if heads:
+            fig.items.append(Path(tuple(heads), stroke=None, fill=GRAPH_COLORS["path"]))
+
+    # nodes
+    for i in range(n):
+        tip = [f"{_display_label(labels[i])} (#{i})"]
+        if communities is not None:
+            tip.append(f"community {int(communities[i])}")
+        for name, values in (metric_values or {}).items():
+            tip.append(f"{name} {_format_number(np.asarray(values)[i])}")
+        fig.items.append(Circle(P[i, 0], P[i, 1], radius[i], fill=node_fill[i], stroke="#ffffff",
+                                stroke_width=1.2, title="\n".join(tip)))
+    for i in path:
+        if i not in (source, target):
+            fig.items.append(Circle(P[i, 0], P[i, 1], radius[i] + 3, fill=None, stroke=GRAPH_COLORS["path"], stroke_width=2.5))
+    if selected is not None and 0 <= selected < n and selected not in (source, target):
+        fig.items.append(Circle(P[selected, 0], P[selected, 1], radius[selected] + 3.5, fill=None,
+                                stroke=GRAPH_COLORS["selected"], stroke_width=2.0, dash=(4.0, 3.0)))
+    for node, role in ((source, "source"), (target, "target")):
+        if node is not None and 0 <= node < n:
+            fig.items.append(Circle(P[node, 0], P[node, 1], radius[node] + 4.5, fill=None,
+                                    stroke=GRAPH_COLORS[role], stroke_width=3.5))
+
+    # labels on a white halo
+    for i in shown:
+        left, top, right, bottom = rects[i]
+        fig.items.append(Rect(left, top, right - left, bottom - top, fill="#ffffff", fill_opacity=0.85))
+        bold = i in forced_set
+        color = "#000000" if bold else TEXT_COLOR
+        if arc:
+            fig.items.append(Text(left + lh / 2 - BASELINE * LABEL_SIZE, top + 2.5, texts[i], LABEL_SIZE, color,
+                                  bold=bold, rotate=90))
+        else:
+            fig.items.append(Text(left + 3, top + lh / 2 + BASELINE * LABEL_SIZE, texts[i], LABEL_SIZE, color, bold=bold))
+
+    # legend
+    legend_items, lw, lh_total = _graph_legend(
+        labels, texts, communities, node_fill, size_values, size_metric, sizes, w, keep, key,
+        weight_name, bool(pedges) or source is not None or target is not None, metrics)
+    wide = (graph_right - MARGIN) > 1.6 * (graph_bottom - (y_title + 6))
+    if wide:
+        lx, ly = MARGIN, graph_bottom + 18
+    else:
+        lx, ly = graph_right + 28, y_title + 6
+    for item in legend_items:
+        fig.items.append(_shift(item, lx, ly))
+    right = max(graph_right, lx + lw, MARGIN + title_w)
+    bottom = max(graph_bottom, ly + lh_total)
+    drawn, total = int(keep.sum()), int(np.count_nonzero(s != t))
+    fig.notes.append(ARC_NOTE if arc else DIRECTION_NOTE)
+    if drawn < total:
+        fig.notes.append(f"The strongest {drawn:,} of {total:,} edges are drawn.")
+    note_width = max(right - MARGIN, 360.0)
+    bottom = _notes(fig, bottom + 6, note_width, metrics)
+    fig.width, fig.height = math.ceil(max(right, MARGIN + note_width) + MARGIN), math.ceil(bottom + MARGIN)
+    fig.meta = {"kind": "graph", "nodes": P.tolist(), "labels_shown": list(shown), "edges_drawn": drawn,
+                "edges": total}
+    return fig
+
+
+def _arrow(frm, to, back: float, length: float) -> list:
+    """A filled triangle pointing from ``frm`` to ``to``, its tip ``back`` units before
+    ``to``; none when the edge is too short to show it."""
+    d = np.asarray(to, dtype=np.float64) - np.asarray(frm, dtype=np.float64)
+    dist = math.hypot(d[0], d[1])
+    if dist <= back + length + 2:
+        return []
+    u = d / dist
+    perp = np.array([-u[1], u[0]])
+    tip = np.asarray(to) - u * back
+    base = tip - u * length
+    half = 0.42 * length
+    a, b = base + perp * half, base - perp * half
+    return [("M", tip[0], tip[1]), ("L", a[0], a[1]), ("L", b[0], b[1]), ("Z",)]
+
+
+def _shift(item, dx: float, dy: float):
+    if isinstance(item, Rect):
+        return Rect(item.x + dx, item.y + dy, item.w, item.h, item.fill, item.fill_opacity, item.stroke,
+                    item.stroke_width, item.stroke_opacity, item.title, item.crisp, item.cls)
+    if isinstance(item, Circle):
+        return Circle(item.cx + dx, item.cy + dy, item.r, item.fill, item.stroke, item.stroke_width, item.dash,
+                      item.title)
+    if isinstance(item, Text):
+        return Text(item.x + dx, item.y + dy, item.text, item.size, item.color, item.anchor, item.bold,
+                    item.rotate, item.underline)
+    if isinstance(item, Line):
+        return Line(item.x1 + dx, item.y1 + dy, item.x2 + dx, item.y2 + dy, item.stroke, item.width, item.opacity)
+    if isinstance(item, Path):
+        cmds = []
+        for c in item.commands:
+            if c[0] == "Z":
+                cmds.append(c)
+            else:
+                vals = list(c[1:])
+                cmds.append((c[0], *[v + (dx if q % 2 == 0 else dy) for q, v in enumerate(vals)]))
+        return Path(tuple(cmds), item.stroke, item.width, item.opacity, item.fill, item.fill_opacity, item.dash,
+                    item.cap)
+    raise TypeError(f"cannot shift {type(item).__name__}")
+
+
+def _graph_legend(labels, texts, communities, node_fill, size_values, size_metric, sizes, w, keep, key,
+                  weight_name, highlighted, metrics) -> tuple[list, float, float]:
+    """The graph legend's items at the origin, its width and height."""
+    items: list = []
+    y = 0.0
+    right = 0.0
+    row = LABEL_SIZE * 1.6
+
+    def heading(text: str) -> None:
+        nonlocal y, right
+        y += AXIS_SIZE
+        items.append(Text(0, y, text, AXIS_SIZE, TEXT_COLOR, bold=True))
+        right = max(right, metrics.width(text, AXIS_SIZE, True))
+        y += 6
+
+    def entry(text: str, x: float = 22.0) -> None:
+        nonlocal right
+        items.append(Text(x, y + row / 2 + BASELINE * LABEL_SIZE, text, LABEL_SIZE, TEXT_COLOR))
+        right = max(right, x + metrics.width(text, LABEL_SIZE))
+
+    if communities is not None and len(communities):
+        heading("Communities")
+        ids = [int(c) for c in dict.fromkeys(int(c) for c in communities)]
+        for cid in ids[:10]:
+            members = [i for i in np.argsort(-key, kind="stable") if int(communities[i]) == cid][:3]
+            names = ", ".join(_elide(texts[i], 12) for i in members)
+            more = int(np.count_nonzero(np.asarray(communities) == cid)) - len(members)
+            color = COMMUNITY_PALETTE[cid % len(COMMUNITY_PALETTE)] if cid >= 0 else NO_COMMUNITY_COLOR
+            items.append(Circle(8, y + row / 2, 6, fill=color, stroke="#ffffff", stroke_width=1))
+            entry(f"{cid}: {names}" + (f" +{more}" if more > 0 else ""))
+            y += row
+        if len(ids) > 10:
+            entry(f"… and {len(ids) - 10} more communities", 0.0)
+            y += row
+        y += 8
+    if size_values is not None and size_metric:
+        heading(f"Node size: {size_metric}")
+        v = np.asarray(size_values, dtype=np.float64)
+        finite = v[np.isfinite(v)]
+        if finite.size:
+            refs = sorted({float(finite.min()), float(np.median(finite)), float(finite.max())})
+            lo_px, hi_px, _ = _node_px_range(len(v))
+            lo, hi = float(finite.min()), float(finite.max())
+            for value in refs:
+                r = 0.5 if hi <= lo else (value - lo) / (hi - lo)
+                d = round(lo_px + (hi_px - lo_px) * math.sqrt(r))
+                cy = y + max(row, d + 4) / 2
+                items.append(Circle(13, cy, d / 2, fill="#9aa5b1", stroke="#ffffff", stroke_width=1))
+                items.append(Text(34, cy + BASELINE * LABEL_SIZE, _format_number(value), LABEL_SIZE, TEXT_COLOR))
+                right = max(right, 34 + metrics.width(_format_number(value), LABEL_SIZE))
+                y += max(row, d + 4)
+        y += 8
+    kept = w[keep]
+    if kept.size and kept.max() > 0:
+        heading(f"Edge width: {weight_name}")
+        top = float(kept.max())
+        for b, text in ((EDGE_BINS - 1, f"≥ {_format_number(top * ((EDGE_BINS - 1) / EDGE_BINS) ** 2)}"),
+                        (2, f"≥ {_format_number(top * (2 / EDGE_BINS) ** 2)}"),
+                        (0, f"< {_format_number(top * (1 / EDGE_BINS) ** 2)}")):
+            items.append(Line(0, y + row / 2, 26, y + row / 2, EDGE_COLOR, BIN_WIDTHS[b], BIN_ALPHAS[b] / 255))
+            entry(text, 34.0)
+            y += row
+        y += 8
+    if highlighted:
+        heading("Highlight")
+        for text, color, kind in (("path", GRAPH_COLORS["path"], "line"), ("source", GRAPH_COLORS["source"], "ring"),
+                                  ("target", GRAPH_COLORS["target"], "ring")):
+            if kind == "line":
+                items.append(Line(0, y + row / 2, 26, y + row / 2, color, 3.5))
+            else:
+                items.append(Circle(13, y + row / 2, 6, fill=None, stroke=color, stroke_width=3))
+            entry(text, 34.0)
+            y += row
+    return items, right, y
+
+
