@@ -28,6 +28,13 @@ from __future__ import annotations
 
 import importlib
 
+# torch-free, and named like its module: bound here so the name is the function
+from analysis.attribution.faithfulness import (  # noqa: F401, E402
+    faithfulness,
+    faithfulness_of_function,
+    method_agreement,
+    rank_correlation,
+)
 from analysis.attribution.options import (  # noqa: F401
     BASELINE_ITEMS,
     BASELINES,
@@ -55,14 +62,6 @@ from analysis.attribution.results import (  # noqa: F401
     TargetInfo,
 )
 from analysis.attribution.words import WordUnits, aggregate, word_units  # noqa: F401
-
-# torch-free, and named like its module: bound here so the name is the function
-from analysis.attribution.faithfulness import (  # noqa: F401, E402
-    faithfulness,
-    faithfulness_of_function,
-    method_agreement,
-    rank_correlation,
-)
 
 _LAZY = {
     "attribute": "analysis.attribution.methods",

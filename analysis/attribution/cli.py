@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     method.add_argument("--samples", type=int, help=f"LIME / KernelSHAP masks (default {DEFAULT_SAMPLES})")
     method.add_argument("--seed", type=int, default=0, help="LIME / KernelSHAP sampling seed (default 0)")
     method.add_argument("--words", action="store_true", help="report words (sum of their pieces); perturbation methods perturb whole words")
+    method.add_argument("--interpolate-first", action="store_true", help="Integrated Gradients on a causal LM: interpolate the first token too (by default it is kept: it is the attention sink, see README)")
     method.add_argument("--baseline", choices=BASELINES, default=DEFAULT_BASELINE, help="what replaces tokens: pad (default), unk or zero embeddings")
     method.add_argument("--faithfulness", action="store_true", help="add ERASER comprehensiveness/sufficiency and AOPC to summary.json")
 
@@ -163,6 +164,7 @@ def attribute_to_folder(args: argparse.Namespace) -> Path:
         n_samples=args.samples if args.samples is not None else DEFAULT_SAMPLES,
         seed=args.seed,
         words=args.words,
+        keep_first=not args.interpolate_first,
     )
     timings = {"load": float(loaded.load_seconds), "load_wait": loaded_at - started}
     faith = None

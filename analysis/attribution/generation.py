@@ -123,6 +123,7 @@ def attribute_generation(
     n_samples: int = DEFAULT_SAMPLES,
     seed: int = 0,
     words: bool = False,
+    keep_first: bool = True,
     batch_size: int | None = None,
     progress: ProgressCallback | None = None,
     cancelled: CancelCheck | None = None,
@@ -144,9 +145,10 @@ def attribute_generation(
         The input indices of the tokens to explain (default: every generated token).
     target_function : str
         ``log_prob`` (default), ``prob`` or ``logit`` of each generated token.
-    baseline, steps, adaptive, tolerance, max_steps, n_samples, seed, words
-        As :func:`analysis.attribution.methods.attribute`; with ``adaptive`` every row
-        must reach the tolerance (rows that do stop taking backward passes).
+    baseline, steps, adaptive, tolerance, max_steps, n_samples, seed, words, keep_first
+        As :func:`analysis.attribution.methods.attribute`; with ``adaptive`` each row
+        refines its own path segments until it reaches the tolerance or the cap (rows that
+        are done stop taking backward passes).
     progress, cancelled : callbacks
         ``progress(fraction)`` per batch, ``cancelled()`` between batches.
     on_row : callable, optional
@@ -173,8 +175,9 @@ def attribute_generation(
     if target_function not in TARGET_FUNCTIONS:
         raise InputError(f"unknown target function {target_function!r}; expected one of {', '.join(TARGET_FUNCTIONS)}")
     started = time.perf_counter()
+    is_ig = method == "integrated_gradients"
     objective = build_objective(loaded, inputs, Target("generation", function=target_function),
-                                baseline=baseline, generated_positions=positions)
+                                baseline=baseline, generated_positions=positions, keep_first=is_ig and keep_first)
     units = units_for(inputs, words)
     rows = objective.num_rows
     scores = np.full((rows, units.num_units), np.nan)
@@ -182,6 +185,8 @@ def attribute_generation(
     converged = np.ones(rows, dtype=bool)
     used_steps = samples = None
     params: dict = {"baseline": baseline, "words": words, "target_function": target_function}
+    if is_ig:
+        params["first_token_kept"] = objective.first_kept
     prepared = time.perf_counter()
 
     def deliver(row: int, token_scores: np.ndarray) -> None:
@@ -197,7 +202,8 @@ def attribute_generation(
         used_steps = int(outcome.steps)
         params.update(steps=steps, adaptive=adaptive, tolerance=tolerance, max_steps=max_steps,
                       quadrature="gauss-legendre", stopped=outcome.stopped,
-                      error_bound=[float(v) for v in outcome.error_bound], segments=len(outcome.segments))
+                      error_bound=[float(v) for v in outcome.error_bound],
+                      row_steps=[int(v) for v in outcome.row_steps], stopped_rows=outcome.row_stopped)
     else:
         ends = objective.values(torch.stack([objective.baseline, objective.x]))
         f_b, f_x = ends[0].numpy(), ends[1].numpy()

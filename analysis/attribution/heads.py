@@ -58,9 +58,10 @@ def candidate_tasks(loaded: LoadedModel) -> tuple[str, ...]:
     every decoder and a seq2seq LM head for every encoder-decoder (tied embeddings)."""
     config = loaded.model.config
     found: list[str] = []
-    own = _own_task(loaded.model)
-    if own:
-        found.append(own)
+    for model in (loaded.model, getattr(loaded, "lm_model", None)):
+        own = _own_task(model) if model is not None else None
+        if own and own not in found:
+            found.append(own)
     for arch in getattr(config, "architectures", None) or ():
         for suffix, task in _SUFFIXES:
             if arch.endswith(suffix) and task not in found:
@@ -116,6 +117,9 @@ def head_model(loaded: LoadedModel, task: str):
     base = loaded.model
     if _own_task(base) == task:
         return base
+    lm_model = getattr(loaded, "lm_model", None)  # decoders come with their LM head
+    if lm_model is not None and _own_task(lm_model) == task:
+        return lm_model
     cache = _HEADS.setdefault(base, {})
     if task not in cache:
         try:

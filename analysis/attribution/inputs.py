@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.attention.extract import InputError, _checked_texts, _encode, _offsets, _token_limit, _token_roles
+from analysis.attention.extract import (
+    InputError,
+    _checked_texts,
+    _encode,
+    _offsets,
+    _token_limit,
+    _token_roles,
+)
 from analysis.attribution.results import AttributionInput
 from analysis.models.loading import LoadedModel
 from analysis.run import ENCODER_DECODER, AttentionRun

@@ -29,7 +29,13 @@ from analysis.attribution.options import (
     PERTURBATION_METHODS,
 )
 from analysis.attribution.results import Attribution, AttributionInput
-from analysis.attribution.targets import Objective, Target, build_objective, check_target, needs_separate_pair
+from analysis.attribution.targets import (
+    Objective,
+    Target,
+    build_objective,
+    check_target,
+    needs_separate_pair,
+)
 from analysis.attribution.words import WordUnits, aggregate, token_units, word_units
 from analysis.models.loading import LoadedModel
 from analysis.progress import CancelCheck, ProgressCallback, raise_if_cancelled, report_progress
@@ -287,6 +293,7 @@ def attribute(
     n_samples: int = DEFAULT_SAMPLES,
     seed: int = 0,
     words: bool = False,
+    keep_first: bool = True,
     max_tokens: int | None = None,
     batch_size: int | None = None,
     progress: ProgressCallback | None = None,
@@ -322,6 +329,11 @@ def attribute(
     words : bool
         Report words (sum of their pieces; the perturbation methods then perturb whole
         words) instead of tokens.
+    keep_first : bool
+        IG on a causal LM: keep the first token (the model's attention sink) as it is in
+        the baseline, so its score is 0 (default True: interpolating it makes the path's
+        integrand spike, see :mod:`analysis.attribution.integrated`; ``params`` records
+        ``first_token_kept``). Ignored by the other methods.
     progress, cancelled : callbacks
         ``progress(fraction)`` per batch; ``cancelled()`` between batches (raises
         ``analysis.progress.Cancelled``).
@@ -352,12 +364,15 @@ def attribute(
     started = time.perf_counter()
     if isinstance(inputs, str):
         inputs = encode(loaded, inputs, pair, separate=needs_separate_pair(loaded, target), max_tokens=max_tokens)
-    objective = build_objective(loaded, inputs, target, baseline=baseline)
+    is_ig = method == "integrated_gradients"
+    objective = build_objective(loaded, inputs, target, baseline=baseline, keep_first=is_ig and keep_first)
     units = units_for(inputs, words)
     prepared = time.perf_counter()
 
     delta = converged = used_steps = samples = None
     params: dict = {"baseline": baseline, "words": words}
+    if is_ig:
+        params["first_token_kept"] = objective.first_kept
     if method == "integrated_gradients":
         outcome = integrate(objective, steps=steps, adaptive=adaptive, tolerance=tolerance, max_steps=max_steps,
                             batch_size=batch_size, progress=progress, cancelled=cancelled)
@@ -368,7 +383,7 @@ def attribute(
         used_steps = int(outcome.steps)
         params.update(steps=steps, adaptive=adaptive, tolerance=tolerance, max_steps=max_steps,
                       quadrature="gauss-legendre", stopped=outcome.stopped,
-                      error_bound=float(outcome.error_bound[0]), segments=len(outcome.segments))
+                      error_bound=float(outcome.error_bound[0]), segments=len(outcome.segments[0]))
     else:
         ends = objective.values(torch.stack([objective.baseline, objective.x]))
         f_b, f_x = float(ends[0, 0]), float(ends[1, 0])

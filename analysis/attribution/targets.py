@@ -241,7 +241,7 @@ class Objective:
     infos : list of TargetInfo [K]
     """
 
-    def __init__(self, loaded, inputs, kind, function, rows, baseline, model):
+    def __init__(self, loaded, inputs, kind, function, rows, baseline, model, keep_first=False):
         self.loaded = loaded
         self.inputs = inputs
         self.kind = kind
@@ -261,6 +261,11 @@ class Objective:
             else:
                 base = embedding(torch.full_like(ids, base_id)).detach().float()
         self.fixed = np.asarray(inputs.special_mask, dtype=bool).copy()
+        # a causal LM's first token is its attention sink: kept when asked (see integrated.py)
+        self.first_kept = bool(keep_first and loaded.facts.architecture == DECODER and len(self.fixed)
+                               and not self.fixed[0])
+        if self.first_kept:
+            self.fixed[0] = True
         keep = torch.as_tensor(self.fixed, device=self.device)[:, None]
         self.baseline = torch.where(keep, self.x, base)
         self.baseline_token = base_id
@@ -360,6 +365,7 @@ def build_objective(
     *,
     baseline: str = "pad",
     generated_positions: np.ndarray | None = None,
+    keep_first: bool = False,
 ) -> Objective:
     """Resolve ``target`` for ``inputs`` and return the differentiable objective.
 
@@ -374,6 +380,10 @@ def build_objective(
         ``generation`` targets: the input indices of the tokens to explain (default all
         from ``inputs.prompt_length`` on). Row ``r`` explains token ``g = positions[r]``
         read at position ``g - 1``, over the tokens before ``g``.
+    keep_first : bool
+        Causal LMs: keep the first token as it is in the baseline (like a special token),
+        when it is not a special token already. It is the model's attention sink;
+        Integrated Gradients asks for it (see :mod:`analysis.attribution.integrated`).
 
     Raises
     ------
@@ -401,7 +411,7 @@ def build_objective(
             )
         info = TargetInfo(kind, "cosine", "cos(text, pair) of mean-pooled embeddings")
         rows = [_Row(info, 0, 0, None, all_sources)]
-        return Objective(loaded, inputs, kind, "cosine", rows, baseline, loaded.model)
+        return Objective(loaded, inputs, kind, "cosine", rows, baseline, loaded.model, keep_first)
 
     if kind in ("next_token", "generation"):
         task = H.SEQ2SEQ_LM if facts.architecture == ENCODER_DECODER else H.CAUSAL_LM
@@ -427,7 +437,7 @@ def build_objective(
                               token_id=tok, token=text, position=g - 1)
             sources = np.arange(n) < g
             rows.append(_Row(info, g - 1, tok, None, sources))
-        return Objective(loaded, inputs, objective_kind, function, rows, baseline, model)
+        return Objective(loaded, inputs, objective_kind, function, rows, baseline, model, keep_first)
 
     if kind == "next_token":
         if facts.architecture == ENCODER_DECODER:
@@ -444,7 +454,7 @@ def build_objective(
         token = token_id_of(tokenizer, target.token) if target.token is not None else int(probe.argmax())
         contrast = token_id_of(tokenizer, target.contrast, "contrast") if target.contrast is not None else None
         rows.append(_Row(_token_info(tokenizer, kind, function, token, contrast, position), position, token, contrast, sources))
-        return Objective(loaded, inputs, objective_kind, function, rows, baseline, model)
+        return Objective(loaded, inputs, objective_kind, function, rows, baseline, model, keep_first)
 
     if kind == "masked_token":
         mask_id = tokenizer.mask_token_id
@@ -467,7 +477,7 @@ def build_objective(
             token = token_id_of(tokenizer, token)
         contrast = token_id_of(tokenizer, target.contrast, "contrast") if target.contrast is not None else None
         rows.append(_Row(_token_info(tokenizer, kind, function, token, contrast, position), position, token, contrast, all_sources))
-        return Objective(loaded, inputs, objective_kind, function, rows, baseline, model)
+        return Objective(loaded, inputs, objective_kind, function, rows, baseline, model, keep_first)
 
     if kind == "class":
         labels = getattr(model.config, "id2label", None) or {}
@@ -486,7 +496,7 @@ def build_objective(
         name = str(labels.get(label, labels.get(str(label), label)))
         info = TargetInfo(kind, function, f"{_fname(function)}(class {name!r})", label=label, label_name=name)
         rows.append(_Row(info, 0, label, None, all_sources))
-        return Objective(loaded, inputs, objective_kind, function, rows, baseline, model)
+        return Objective(loaded, inputs, objective_kind, function, rows, baseline, model, keep_first)
 
     # qa_start / qa_end
     if inputs.pair is None:
@@ -502,7 +512,7 @@ def build_objective(
             raise InputError(f"the position {position} is outside the input (0..{n - 1})")
     info = TargetInfo(kind, function, f"{_fname(function)}(answer {which} at {inputs.labels[position]!r})", position=position)
     rows.append(_Row(info, 0, position, None, all_sources))
-    return Objective(loaded, inputs, objective_kind, function, rows, baseline, model)
+    return Objective(loaded, inputs, objective_kind, function, rows, baseline, model, keep_first)
 
 
 def _fname(function: str) -> str:

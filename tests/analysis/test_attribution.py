@@ -225,7 +225,8 @@ def test_integrated_gradients_completeness_on_every_family(tiny, family):
     loaded = tiny(family)
     text, pair, target = case(family)
     result = attribute(loaded, text, target, "integrated_gradients", pair=pair, steps=32)
-    objective = build_objective(loaded, result.inputs, target)
+    assert result.params["first_token_kept"] == (family in ("gpt2", "llama", "qwen2") and not result.inputs.special_mask[0])
+    objective = build_objective(loaded, result.inputs, target, keep_first=result.params["first_token_kept"])
     ends = objective.values(torch.stack([objective.baseline, objective.x]))
     assert result.f_x == pytest.approx(float(ends[1, 0]), abs=1e-5)
     assert result.f_baseline == pytest.approx(float(ends[0, 0]), abs=1e-5)
@@ -244,12 +245,47 @@ def test_adaptive_reports_the_step_cap_honestly(tiny):
     """The tiny Qwen2's path needs more than 16 nodes: with that cap, converged is False,
     the reason is the cap, and the delta really is above the tolerance."""
     loaded = tiny("qwen2")
-    result = attribute(loaded, TEXT, Target(), "integrated_gradients", adaptive=True, steps=8, max_steps=16)
+    result = attribute(loaded, TEXT, Target(), "integrated_gradients", adaptive=True, steps=8, max_steps=16,
+                       keep_first=False)
     tolerance = 0.05 * abs(result.f_x - result.f_baseline)
     assert result.converged is False and result.params["stopped"] == "step cap"
     assert result.steps <= 16
     assert result.params["error_bound"] > tolerance
     assert abs(result.scores.sum() - (result.f_x - result.f_baseline)) == pytest.approx(result.delta, abs=1e-9)
+
+
+def test_the_first_token_of_a_causal_model_is_kept_for_integrated_gradients(tiny):
+    """The attention sink stays as it is on the path (score 0) unless asked otherwise; the
+    baseline then starts from the real first token."""
+    loaded = tiny("llama")  # its tokenizer adds <s>: the first token is special anyway
+    assert attribute(loaded, TEXT, Target(), "integrated_gradients", steps=8).params["first_token_kept"] is False
+    loaded = tiny("gpt2")  # no BOS: the first token is a word
+    kept = attribute(loaded, TEXT, Target(), "integrated_gradients", steps=16)
+    moved = attribute(loaded, TEXT, Target(), "integrated_gradients", steps=16, keep_first=False)
+    assert kept.params["first_token_kept"] is True and moved.params["first_token_kept"] is False
+    assert kept.scores[0] == 0.0 and moved.scores[0] != 0.0
+    assert kept.f_x == moved.f_x and kept.f_baseline != moved.f_baseline
+    occlusion = attribute(loaded, TEXT, Target(), "occlusion")
+    assert "first_token_kept" not in occlusion.params and occlusion.scores[0] != 0.0
+
+
+def test_batched_vector_jacobian_products_equal_a_loop(tiny):
+    from analysis.attribution import integrated
+
+    loaded = tiny("gpt2")
+    inputs = generate_greedy(loaded, TEXT, 3)
+    objective = build_objective(loaded, inputs, Target("generation"))
+    points = objective.x[None].repeat(4, 1, 1).requires_grad_(True)
+    with torch.enable_grad():
+        values = objective(points)
+        batched = integrated.row_gradients(values, points, [0, 1, 2])
+    loop = []
+    with torch.enable_grad():
+        values = objective(points)
+        for k in range(3):
+            loop.append(torch.autograd.grad(values[:, k].sum(), points, retain_graph=True)[0])
+    torch.testing.assert_close(batched, torch.stack(loop), rtol=1e-5, atol=1e-7)
+    assert integrated._vmap_works
 
 
 def test_integrated_gradients_equals_captum(tiny):
@@ -504,6 +540,7 @@ def test_generation_adaptive_rows_arrive_when_final(generation):
     tolerance = np.maximum(0.05 * np.abs(result.f_x - result.f_baseline), 1e-4)
     assert (result.converged == (result.delta <= tolerance) | result.converged).all()
     assert result.converged.all() and (result.delta <= tolerance).all()
+    assert len(result.params["row_steps"]) == 4 and result.steps >= max(result.params["row_steps"])
 
 
 def test_generate_greedy_matches_generate(tiny):
