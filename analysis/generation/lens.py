@@ -38,6 +38,7 @@ __all__ = ["LogitLens", "logit_lens_for"]
 _PRODUCT_ERROR = 0.0081
 _RESULT_ERROR = 0.0040
 _SCREEN_MIN_SIZE = 4_000_000  # below this many unembedding weights float32 is fast enough
+_BLOCK = 64  # tokens per block of the screen's first pass (see LogitLens._candidates)
 _NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f", "final_norm")
 
 _LENSES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -130,22 +131,7 @@ class LogitLens:
         approx = normed.to(torch.bfloat16) @ self._screen_weight.T  # bfloat16 [n, V]
         if self.bias is not None:
             approx = approx.to(torch.float32) + self.bias
-        best = torch.amax(approx, dim=1).to(torch.float32)  # a max is exact in any dtype
-        threshold = best - self._margin(normed, best)
-        if approx.dtype == torch.bfloat16:
-            # Compare in bfloat16 (no float32 copy of [n, V]), the threshold lowered by more
-            # than its own rounding (half a bfloat16 step, 2**-8 relative) so that no
-            # candidate is lost. Positive bfloat16 numbers order as their bits read as int16
-            # (and every negative one reads below every positive one), and an int16
-            # comparison is twice as fast here: used when every threshold is positive.
-            threshold = (threshold - threshold.abs() * 2.0**-7 - 1e-30).to(torch.bfloat16)
-            if bool((threshold > 0).all()):
-                mask = approx.view(torch.int16) >= threshold.view(torch.int16)[:, None]
-            else:
-                mask = approx >= threshold[:, None]
-        else:
-            mask = approx >= threshold[:, None]
-        rows, cols = torch.nonzero(mask, as_tuple=True)
+        rows, cols = self._candidates(normed, approx)
         exact = (self.weight[cols].to(torch.float32) * normed[rows]).sum(dim=1)
         if self.bias is not None:
             exact = exact + self.bias[cols]
@@ -156,6 +142,34 @@ class LogitLens:
         return torch.full((n,), self.weight.shape[0], dtype=torch.long).scatter_reduce(
             0, rows, first, "amin"
         )
+
+    def _candidates(self, normed: torch.Tensor, approx: torch.Tensor):
+        """``(rows, cols)`` of every screened logit within its row's margin of the best.
+
+        One pass over ``[n, V]``: the maximum of each block of ``_BLOCK`` tokens; then only
+        the blocks whose maximum reaches the threshold (a few per row) are compared entry by
+        entry, in float32. (A comparison and ``nonzero`` over the whole bfloat16 matrix cost
+        five times the block maxima.)
+        """
+        n, vocab = approx.shape
+        full = vocab // _BLOCK * _BLOCK
+        blocks = approx[:, :full].reshape(n, full // _BLOCK, _BLOCK)
+        block_max = torch.amax(blocks, dim=2).to(torch.float32)  # [n, V / B]
+        tail = approx[:, full:].to(torch.float32)  # [n, V mod B]
+        best = block_max.amax(dim=1)
+        if tail.shape[1]:
+            best = torch.maximum(best, tail.amax(dim=1))
+        threshold = best - self._margin(normed, best)
+        block_rows, block_cols = torch.nonzero(block_max >= threshold[:, None], as_tuple=True)
+        values = blocks[block_rows, block_cols].to(torch.float32)  # [k, B]
+        hit, offset = torch.nonzero(values >= threshold[block_rows][:, None], as_tuple=True)
+        rows = block_rows[hit]
+        cols = block_cols[hit] * _BLOCK + offset
+        if tail.shape[1]:
+            tail_rows, tail_cols = torch.nonzero(tail >= threshold[:, None], as_tuple=True)
+            rows = torch.cat([rows, tail_rows])
+            cols = torch.cat([cols, tail_cols + full])
+        return rows, cols
 
     def _margin(self, normed: torch.Tensor, best: torch.Tensor) -> torch.Tensor:
         """How far below a row's best screened logit the true argmax can lie.

@@ -428,3 +428,37 @@ def test_the_lens_chunks_map_back_to_their_steps(tiny_decoder):
             g == w or m < 1e-4
             for g, w, m in zip(step.lens_ids[:-1], expected, margins, strict=True)
         )
+
+
+class _TinyHead(torch.nn.Module):
+    """A stand-in language model: a final norm and an unembedding of ``vocab`` tokens."""
+
+    def __init__(self, vocab: int, dim: int, bias: bool):
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(dim)
+        self.head = torch.nn.Linear(dim, vocab, bias=bias)
+        torch.nn.init.normal_(self.head.weight, std=0.5)
+        if bias:
+            torch.nn.init.normal_(self.head.bias, std=2.0)
+
+    @property
+    def base_model(self):
+        return self
+
+    def get_output_embeddings(self):
+        return self.head
+
+
+@pytest.mark.parametrize(("vocab", "bias"), [(1000, False), (1000, True), (4096, False)])
+def test_the_screened_lens_is_exact_for_any_vocabulary_and_bias(vocab, bias):
+    torch.manual_seed(0)
+    model = _TinyHead(vocab, 48, bias)
+    screened, exact = LogitLens(model, screen=True), LogitLens(model, screen=False)
+    assert screened.kernel == "bfloat16-screened"
+    hidden = torch.randn(300, 48) * 4
+    hidden[1] = hidden[0]  # equal rows, equal answers
+    assert torch.equal(screened.predict(hidden), exact.predict(hidden))
+    # near-ties: two tokens whose logits differ by far less than bfloat16 can resolve
+    with torch.no_grad():
+        model.head.weight[7] = model.head.weight[3] * (1 + 1e-6)
+    assert torch.equal(LogitLens(model, screen=True).predict(hidden), exact.predict(hidden))
