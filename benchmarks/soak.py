@@ -42,6 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--analyses", type=int, default=200)
     parser.add_argument("--cancels", type=int, default=50)
+    parser.add_argument("--cancel-scale", type=int, default=1, help="cancelled texts are this many times longer")
     args = parser.parse_args()
     lanes = ThreadLanes.with_queue()
     runner = TaskRunner(lanes)
@@ -61,7 +62,7 @@ def main() -> None:
             rows.append((index, rss_mb(), time.perf_counter() - started))
     cancelled = 0
     for _ in range(args.cancels):
-        session.set_texts(text(rng) * 4)
+        session.set_texts(" ".join([text(rng)] * args.cancel_scale))
         task = planner.analyse()
         threading.Event().wait(rng.uniform(0.0, 0.05))
         runner.cancel(session, [TaskKind.ANALYSE])
