@@ -202,6 +202,22 @@ def _returned_cache(output):
 
 # Steps whose logit lens is computed in one matrix product (see ``generate_steps``).
 LENS_CHUNK = 8
+# Compute the lens on a worker thread of the generation's own (it reads the unembedding
+# while the calling thread runs the next steps; both only read the weights). False: in the
+# calling thread, between steps.
+LENS_THREAD = True
+
+
+class _InlineExecutor:
+    """``submit`` runs at once, in the calling thread (``LENS_THREAD = False``)."""
+
+    def submit(self, function, *args) -> Future:
+        future: Future = Future()
+        future.set_result(function(*args))
+        return future
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        return None
 
 
 def _lens_ids(lens, rows: torch.Tensor) -> list[int]:
@@ -381,6 +397,9 @@ def generate_steps(
     # rows. Steps reach ``on_token`` at once, without their lens; it is filled in when the
     # loop ends (the hidden states are those the loop computed, so the lens is exact).
     worker = ThreadPoolExecutor(1, thread_name_prefix="atlas-lens") if use_lens else None
+    if worker is not None and not LENS_THREAD:
+        worker.shutdown()
+        worker = _InlineExecutor()
     chunks: list[tuple[int, int, Future]] = []  # (first step, steps, future of their lens ids)
     waiting: list[torch.Tensor] = []  # per step: [L - 1, d] residual streams, last position
     predictions: list[int] = []  # per step: the model's own argmax, the last layer's lens
@@ -409,11 +428,14 @@ def generate_steps(
                 else:
                     chosen = predicted
                 if use_lens:
-                    hidden = output.hidden_states  # embeddings, layers 1 .. L (the last normed)
-                    waiting.append(torch.stack([h[0, -1] for h in hidden[1:-1]]))
-                    predictions.append(predicted)
-                    if len(waiting) >= LENS_CHUNK:
-                        submit_waiting()
+                    hidden = output.hidden_states or ()  # embeddings, layers 1 .. L (last normed)
+                    if len(hidden) < 3 and index == 0:  # no inner layers to read: no lens
+                        use_lens = False
+                    else:
+                        waiting.append(torch.stack([h[0, -1] for h in hidden[1:-1]]))
+                        predictions.append(predicted)
+                        if len(waiting) >= LENS_CHUNK:
+                            submit_waiting()
                 del output
                 probs = torch.softmax(logits / float(temperature), dim=-1)
                 chosen_prob = probs[chosen]

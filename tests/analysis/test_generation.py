@@ -462,3 +462,14 @@ def test_the_screened_lens_is_exact_for_any_vocabulary_and_bias(vocab, bias):
     with torch.no_grad():
         model.head.weight[7] = model.head.weight[3] * (1 + 1e-6)
     assert torch.equal(LogitLens(model, screen=True).predict(hidden), exact.predict(hidden))
+
+
+def test_the_lens_in_the_calling_thread_is_the_same(tiny_decoder, monkeypatch):
+    from analysis.generation import loop
+
+    loaded = tiny_decoder("qwen2")
+    threaded = generate_steps(loaded, "The cat", max_new_tokens=10, stop_at_end_of_turn=False)
+    monkeypatch.setattr(loop, "LENS_THREAD", False)
+    inline = generate_steps(loaded, "The cat", max_new_tokens=10, stop_at_end_of_turn=False)
+    assert [s.lens_ids for s in inline.steps] == [s.lens_ids for s in threaded.steps]
+    assert all(len(s.lens_ids) == loaded.facts.num_layers for s in inline.steps)
