@@ -49,6 +49,16 @@ def _lens_reference(lm, hidden_states):
     return logits.argmax(dim=-1).tolist(), (top2[:, 0] - top2[:, 1]).tolist()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread: one-token steps are dispatch-bound, and on a shared machine two
+    spinning OpenMP threads make them many times slower; restored after the module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _without_lens(steps):
     """The steps as ``on_token`` saw them: the lens is filled in when the loop ends."""
     return [dataclasses.replace(s, lens=(), lens_ids=()) for s in steps]
