@@ -185,7 +185,7 @@ def faithfulness(
         with torch.inference_mode():
             for start in range(0, keep.shape[0], size):
                 part = torch.as_tensor(keep[start : start + size])
-                out.append(objective(objective.at_masks(part))[:, row].double().cpu().numpy())
+                out.append(objective(objective.at_masks(part), rows=[row])[:, row].double().cpu().numpy())
         return np.concatenate(out)
 
     result = faithfulness_of_function(fn, importance, candidates, bins=bins, by=by, removed_by=baseline)

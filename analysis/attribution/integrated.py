@@ -20,21 +20,23 @@ halved (``segment_steps`` nodes per half), until the sum of the segment errors (
 
 Speed
 -----
-Every batch of path points is one forward pass over the *whole* sequence, shared by all rows
-of the objective (all target positions of a generation: causality makes position ``t``'s
-output independent of later tokens); the rows' gradients are then one batched
-vector-Jacobian product (``torch.autograd.grad(..., is_grads_batched=True)``, a loop of
-backward passes where vmap cannot run). Each row refines its own segments, so a row whose
-path is smooth stops taking backward passes while another one is still refined; a point
-is evaluated once however many rows need it. Products are accumulated in float64.
+Every batch of path points is one forward pass, shared by all the rows that need those
+points (all target positions of a generation: causality makes position ``t``'s output
+independent of later tokens, so one pass over the whole sequence serves them all), with
+logits only at the positions the rows read; then one backward pass per row
+(vector-Jacobian products; batched with vmap when ``BATCHED_VJP`` is on). Each row refines
+its own segments, so a row whose path is smooth stops taking backward passes while
+another is still refined, and a batch needed only by early rows runs on the prefix up to
+their last position. Products are accumulated in float64.
 
-What makes a path hard (measured on SmolLM2-135M, see the README)
------------------------------------------------------------------
-float32 is not the problem: the integrand in float64 agrees with float32 to 3-4 digits.
-The integrand itself has narrow spikes (width ~1e-3 in ``a``, height ~4000 log-prob units
-per unit ``a`` on ``" Spain"`` after "... and Madrid is the capital of"), so any fixed
-number of nodes lands on or beside them by chance (the sums 7.4 / -49.8 / 22.4 at
-64 / 128 / 512 nodes against f(x) - f(x') = 19.1). They come from the *first token* of a
+What makes a path hard (measured on SmolLM2-135M)
+-------------------------------------------------
+float32 is not the problem: on a 201-point scan of the path the integrand in float64
+agrees with float32 to 3-4 digits. The integrand itself has narrow spikes (width ~1e-3 in
+``a``, up to ~4400 log-prob units per unit ``a`` on ``" Spain"`` after "... and Madrid is
+the capital of", PAD baseline), so any fixed number of nodes lands on or beside them by
+chance (a 201-point trapezoid gives 6.3 against f(x) - f(x') = 19.1; Gauss-Legendre sums
+of 7.4 / -49.8 / 22.4 at 64 / 128 / 512 nodes were reported). They come from the *first token* of a
 causal LM without a BOS token: position 0 is the attention sink, and when its embedding is
 interpolated the model's sink machinery (massive activations, which at intermediate ``a``
 appear at every position when the baseline is a delimiter like SmolLM2's PAD
@@ -43,8 +45,9 @@ same integrand is smooth. So for causal models IG keeps the first token by defau
 (``keep_first``; its score is then 0 by construction, as for special tokens); the adaptive
 refinement then converges in a few dozen to a few hundred evaluations where it did not at
 all. Interpolating it anyway (``keep_first=False``) is possible: the adaptive mode still
-converges on some paths (the " Spain" one in 416 evaluations) and reports
-``converged: False`` on the others.
+converges on some paths (the " Spain" one: bound 3.4%, delta 0.8%, in 416 evaluations)
+and reports ``converged: False`` on the others (" Paris." then "\\n" after "The capital of
+France is": still 757% after 256 evaluations with PAD, 1366% with zero).
 """
 
 from __future__ import annotations
@@ -58,6 +61,10 @@ from analysis.progress import CancelCheck, ProgressCallback, raise_if_cancelled,
 
 ABSOLUTE_TOLERANCE = 1e-4  # target units: below this a completeness error is float32 noise
 _VMAP_SEQUENCES = 128  # rows x points per batched backward (larger batches gained nothing)
+# Batched VJPs (vmap over the backward) were 1.7x faster than a loop of backward passes on
+# a heavily loaded machine but no faster, or slower, on a quiet one (SmolLM2, 8 rows x 16
+# points: loop 3.6 s, vmap 3.7-5.3 s): off by default.
+BATCHED_VJP = False
 _vmap_works = True  # set to False the first time is_grads_batched fails
 
 
@@ -117,7 +124,7 @@ def row_gradients(values: torch.Tensor, points: torch.Tensor, rows: list[int]) -
     for start in range(0, len(rows), chunk):
         part = rows[start : start + chunk]
         last = start + chunk >= len(rows)
-        if _vmap_works and len(part) > 1:
+        if BATCHED_VJP and _vmap_works and len(part) > 1:
             cotangents = torch.zeros((len(part), *values.shape), dtype=values.dtype, device=values.device)
             for j, k in enumerate(part):
                 cotangents[j, :, k] = 1.0
@@ -243,7 +250,7 @@ def integrate(
             keys = [item[2] for item in batch]
             with torch.enable_grad():
                 points = (base[None] + alpha[:, None, None] * diff[None]).detach().requires_grad_(True)
-                values = objective(points)
+                values = objective(points, rows=wanted)
                 grads = row_gradients(values, points, wanted)  # [R, b, N, E]
             per_token = (grads.double() * diff64[None, None]).sum(-1).cpu().numpy() * weight[None, :, None]
             del values, points, grads

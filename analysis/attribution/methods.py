@@ -265,7 +265,7 @@ def perturbation_scores(
     def fn(keep: torch.Tensor) -> torch.Tensor:
         keep = keep.to(objective.device)
         token_keep = torch.where(is_feature[None], keep[:, column], torch.ones_like(is_feature)[None])
-        return objective(objective.at_masks(token_keep))[:, row]
+        return objective(objective.at_masks(token_keep), rows=[row])[:, row]
 
     size = batch_size or objective.batch_size(grad=False)
     values, count = explain_mask_function(fn, int(feature_units.size), method, n_samples=n_samples,

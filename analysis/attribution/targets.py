@@ -297,17 +297,30 @@ class Objective:
 
     # --- evaluation ------------------------------------------------------------------
 
-    def __call__(self, X: torch.Tensor) -> torch.Tensor:
-        """Target values ``[b, K]`` for embedding sequences ``X [b, N, E]``."""
+    def __call__(self, X: torch.Tensor, rows: list[int] | None = None) -> torch.Tensor:
+        """Target values ``[b, K]`` for embedding sequences ``X [b, N, E]``.
+
+        ``rows``: only these rows are needed (the others come back as 0). A causal model then
+        reads only the prefix up to the last position they need: the same values, since a
+        position's output does not depend on later tokens, at the cost of that prefix.
+        """
         kind = self.kind
         if kind == "similarity":
             return self._similarity(X)
         model = self.model
         b = X.shape[0]
         if kind in ("next_token", "generation") and self.loaded.facts.architecture == DECODER:
-            out = model(inputs_embeds=X, use_cache=False, logits_to_keep=self._positions)
+            wanted = range(len(self.rows)) if rows is None else sorted(set(rows))
+            positions = sorted({self.rows[k].position for k in wanted})
+            slot = {p: i for i, p in enumerate(positions)}
+            upto = positions[-1] + 1
+            out = model(inputs_embeds=X[:, :upto], use_cache=False,
+                        logits_to_keep=torch.as_tensor(positions, device=self.device))
             logits = out.logits  # [b, P, V]
-            return torch.stack([self._read(logits[:, s], r) for s, r in zip(self._slots, self.rows, strict=True)], 1)
+            zero = logits.new_zeros(b)
+            needed = set(wanted)
+            return torch.stack([self._read(logits[:, slot[r.position]], r) if k in needed else zero
+                                for k, r in enumerate(self.rows)], 1)
         if kind == "next_token":  # encoder-decoder: the decoder's next token
             decoder = torch.as_tensor(np.array(self.inputs.decoder_ids), device=self.device)[None].expand(b, -1)
             out = model(inputs_embeds=X, decoder_input_ids=decoder, use_cache=False)
