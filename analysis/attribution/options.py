@@ -67,10 +67,13 @@ BASELINE_ITEMS: tuple[Option, ...] = (
     ("zero", "Zero embedding", "Every token but the special ones replaced by a zero vector"),
 )
 BASELINES: tuple[str, ...] = tuple(key for key, _, _ in BASELINE_ITEMS)
-#: The default baseline: the padding token's embedding is a real input the model was
-#: trained around (a zero vector is not, and it puts RMSNorm/LayerNorm at 0/0 at the start
-#: of the path); the padding token carries no content, so "text minus baseline" is the
-#: content.
+#: The default baseline: the padding token's embedding. It is an input the model has
+#: seen and carries no content, so "text minus baseline" is the content; a zero vector is
+#: no input the model has seen and starts the path at RMSNorm/LayerNorm's 0/0 (the
+#: normalised embedding jumps from 0 to full size within the first few per cent of the
+#: path); UNK is often a delimiter (SmolLM2's is <|endoftext|>). Measured on SmolLM2 with
+#: the first token kept (see analysis.attribution.integrated), PAD and zero both converge,
+#: PAD in fewer evaluations on the rows tried.
 DEFAULT_BASELINE = "pad"
 
 TARGET_FUNCTION_ITEMS: tuple[Option, ...] = (

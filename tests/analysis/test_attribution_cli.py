@@ -145,6 +145,16 @@ def test_next_token_attribution_writes_csv_and_summary(tmp_path, tiny_model_dir,
     assert summary["timings"]["total"] > 0
 
 
+def test_interpolate_first_and_baseline_reach_the_summary(tmp_path, tiny_model_dir):
+    out = tmp_path / "first"
+    assert main(["--model", str(tiny_model_dir("gpt2")), "--text", TEXT, "--steps", "8", "--baseline", "zero",
+                 "--interpolate-first", "--target-function", "prob", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["parameters"]["first_token_kept"] is False and summary["parameters"]["steps"] == 8
+    assert summary["baseline"] == "zero" and summary["target_function"] == "prob"
+    assert 0 < summary["f_x"] < 1
+
+
 def test_generation_writes_the_matrix(tmp_path, tiny_model_dir):
     out = tmp_path / "gen"
     assert main(["--model", str(tiny_model_dir("llama")), "--text", TEXT, "--generate", "3",

@@ -10,7 +10,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from analysis.attribution import Target, attribute, attribute_generation, build_objective, generate_greedy  # noqa: E402
+from analysis.attribution import (  # noqa: E402
+    Target,
+    attribute,
+    attribute_generation,
+    build_objective,
+    generate_greedy,
+)
 
 SPAIN = "Paris is the capital of France, Berlin is the capital of Germany, and Madrid is the capital of"
 
