@@ -31,6 +31,8 @@ from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication
 
 from analysis.io import figure_data as fd
+from analysis.io.figures import base as fig_base
+from analysis.io.figures import graph as fig_graph
 from widgets import canvas_geometry as geo
 from widgets import figure_export
 from widgets.colormaps import COLORMAPS, SIGNED_COLORMAP, highlight_colors, lookup_table
@@ -407,7 +409,7 @@ def test_signed_heatmap_figure_is_centred_at_zero(qtbot):
     fig = hm.figure()
     cells = [i for i in fig.items if isinstance(i, fd.Rect) and i.cls == "cell"]
     lut = lookup_table(SIGNED_COLORMAP)
-    assert cells[0].fill == fd._hex(lut[0]) and cells[3].fill == fd._hex(lut[-1])  # -2 blue end, +2 red end
+    assert cells[0].fill == fig_base._hex(lut[0]) and cells[3].fill == fig_base._hex(lut[-1])  # -2 blue end, +2 red end
     mid = np.array([int(cells[1].fill[k:k + 2], 16) for k in (1, 3, 5)])
     assert (mid > 225).all()  # 0 is (nearly) white
     texts = [i.text for i in fig.items if isinstance(i, fd.Text)]
@@ -440,20 +442,14 @@ def test_colormap_stops_match_the_widgets_maps():
         assert fd.highlight_colors(name) == highlight_colors(name)
 
 
-def test_graph_drawing_rules_match_the_canvas():
-    assert fd.COMMUNITY_PALETTE == geo.COMMUNITY_PALETTE and fd.NO_COMMUNITY_COLOR == geo.NO_COMMUNITY_COLOR
-    assert (fd.EDGE_BINS, fd.MAX_DRAWN_EDGES, fd.BIN_WIDTHS, fd.BIN_ALPHAS, fd.BIN_TARGET_OPACITY) == (
-        geo.EDGE_BINS, geo.MAX_DRAWN_EDGES, geo.BIN_WIDTHS, geo.BIN_ALPHAS, geo.BIN_TARGET_OPACITY)
-    rng = np.random.default_rng(0)
-    for n in (10, 100, 300):
-        v = rng.random(n)
-        assert np.array_equal(fd._node_sizes(v, n), geo.node_sizes(v, n))
-        w = rng.random(5 * n)
-        s, t = rng.integers(0, n, 5 * n), rng.integers(0, n, 5 * n)
-        assert np.array_equal(fd._bins(w), geo.weight_bins(w))
-        assert np.array_equal(fd._drawn_edges(s, t, w, 40), geo.drawn_edge_mask(s, t, w, 40))
-    ids = np.array([0, 3, -1, 25])
-    assert fd.community_colors(ids, 4) == geo.community_colors(ids, 4)
+def test_graph_drawing_rules_are_the_canvas_rules():
+    """The figure and the canvas draw with one set of rules (analysis.graph.drawing), not copies."""
+    from analysis.graph import drawing
+
+    for name in ("EDGE_BINS", "MAX_DRAWN_EDGES", "BIN_WIDTHS", "BIN_ALPHAS", "BIN_TARGET_OPACITY", "node_sizes",
+                 "weight_bins", "drawn_edge_mask", "community_colors", "finite_weights", "format_number"):
+        assert getattr(fig_graph, name) is getattr(drawing, name) is getattr(geo, name), name
+    assert fd.COMMUNITY_PALETTE is geo.COMMUNITY_PALETTE and fd.NO_COMMUNITY_COLOR is geo.NO_COMMUNITY_COLOR
 
 
 # -- the command line's figures, without a window ---------------------------------------------
@@ -498,7 +494,7 @@ def test_write_figures_offscreen_without_a_window(tmp_path, layout):
         else:
             assert path.read_bytes().startswith(b"%PDF")
     heads_svg = (tmp_path / "heads.svg").read_text(encoding="utf-8")
-    magma_top = fd._hex(lookup_table("magma")[-1])
+    magma_top = fig_base._hex(lookup_table("magma")[-1])
     assert magma_top in heads_svg and "#fde725" not in heads_svg  # the chosen map, not viridis
 
 

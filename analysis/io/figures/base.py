@@ -10,8 +10,6 @@ from typing import Protocol
 
 import numpy as np
 
-from analysis.options import COMMUNITY_PALETTE, NO_COMMUNITY_COLOR  # noqa: F401  (re-exported)
-
 # ----------------------------------------------------------------------------- primitives
 
 

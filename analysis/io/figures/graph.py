@@ -7,158 +7,63 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from analysis.io.figures.base import (  # noqa: F401
-    _STOPS,
+from analysis.graph.drawing import (
+    ARROW_BUDGET,
+    BIN_ALPHAS,
+    BIN_TARGET_OPACITY,
+    BIN_WIDTHS,
+    EDGE_BINS,
+    MAX_DRAWN_EDGES,
+    community_colors,
+    drawn_edge_mask,
+    finite_weights,
+    format_number,
+    node_px_range,
+    node_sizes,
+    weight_bins,
+)
+from analysis.io.figures.base import (
     APPROX_METRICS,
     AXIS_SIZE,
     BASELINE,
-    COLORBAR_LABELS,
-    COLORMAP_NAMES,
-    FONT_FAMILY,
-    FRAME_COLOR,
-    INDEX_LABELS_FROM,
     LABEL_SIZE,
-    LIGHT_COLORMAPS,
-    LOG_FLOOR,
     MARGIN,
-    MASKED_BACKGROUND,
-    MASKED_HATCH,
-    MAX_LABEL_CHARS,
     MUTED_COLOR,
-    NOTE_SIZE,
-    SVG_FONT_STACK,
     TEXT_COLOR,
-    TICK_SIZE,
-    TITLE_SIZE,
-    ApproxMetrics,
     Circle,
     Figure,
-    Image,
     Line,
     Path,
     Rect,
     Text,
     TextMetrics,
     _clean_text,
-    _colorbar,
     _elide,
-    _hex,
-    _hex_table,
-    _log_ticks,
     _notes,
-    _stride_ticks,
     _title,
-    _wrap,
-    axis_labels,
-    check_levels,
-    colorize,
-    colormap_lut,
-    format_weight,
-    highlight_colors,
-    nice_step,
-    nice_ticks,
-    value_levels,
 )
-from analysis.io.figures.heads import (  # noqa: F401
-    HEAD_STAT_FORMATS,
-    _block_average,
-    format_head_stat,
-    head_table,
-    head_tooltip,
-    heads_figure,
-    write_head_table_csv,
-)
-from analysis.io.figures.heatmap import (  # noqa: F401
-    HEAT_MAX_CELL,
-    HEAT_TARGET,
-    MAX_CELL_TITLES,
-    MAX_VECTOR_CELLS,
-    heatmap_figure,
-)
-from analysis.io.figures.tokens import (  # noqa: F401
-    CHIP_COLOR,
-    SELECTED_TOKEN_COLOR,
-    WEIGHT_RGB,
-    _split_spaces,
-    _token_title,
-    token_colors,
-    token_pieces,
-    tokens_figure,
-)
-from analysis.options import COMMUNITY_PALETTE, NO_COMMUNITY_COLOR  # noqa: F401  (re-exported)
+from analysis.options import COMMUNITY_PALETTE, NO_COMMUNITY_COLOR
 
 # ----------------------------------------------------------------------------- graph
 
-# Same values as widgets.canvas_geometry (a test checks they agree): the figure's
-# node sizes and edge bins match the canvas.
+# Edge bins, widths, node sizes and colours: analysis.graph.drawing, as on the canvas.
 
-EDGE_BINS = 5
-MAX_DRAWN_EDGES = 4000
-ARROW_BUDGET = 1500
-BIN_WIDTHS = (1.0, 1.0, 1.6, 2.4, 3.4)
-BIN_ALPHAS = (60, 95, 140, 190, 235)
-BIN_TARGET_OPACITY = (0.22, 0.38, 0.6, 0.82, 0.95)
 EDGE_COLOR = "#2c3a4a"
 GRAPH_COLORS = {"path": "#d81b60", "source": "#1a9850", "target": "#7b3294", "selected": "#222222"}
 ARC_NOTE = "Arcs above the line: a token attends to a later token; below: to an earlier one."
 DIRECTION_NOTE = "Arrowheads point to the attended token."
 
 
-def community_colors(communities: np.ndarray | None, n: int) -> list[str]:
-    """Node fill colours: the palette entry of each community id (cycling), one neutral
-    colour without communities or for ids below 0."""
-    if communities is None:
-        return [NO_COMMUNITY_COLOR] * n
-    k = len(COMMUNITY_PALETTE)
-    return [COMMUNITY_PALETTE[int(c) % k] if c >= 0 else NO_COMMUNITY_COLOR for c in communities]
 
 
-def _finite(weights) -> np.ndarray:
-    w = np.abs(np.asarray(weights, dtype=np.float64).ravel())
-    return np.where(np.isfinite(w), w, 0.0)
 
 
-def _drawn_edges(s: np.ndarray, t: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
-    keep = s != t
-    candidates = np.flatnonzero(keep)
-    if candidates.shape[0] > limit:
-        strength = w[candidates]
-        cut = np.partition(strength, candidates.shape[0] - limit)[candidates.shape[0] - limit]
-        above = candidates[strength > cut]
-        tied = candidates[strength == cut][: limit - above.shape[0]]
-        keep = np.zeros_like(keep)
-        keep[above] = True
-        keep[tied] = True
-    return keep
 
 
-def _bins(w: np.ndarray) -> np.ndarray:
-    if w.size == 0 or w.max() <= 0:
-        return np.zeros(w.shape, dtype=np.int64)
-    return np.clip(np.floor(np.sqrt(w / w.max()) * EDGE_BINS).astype(np.int64), 0, EDGE_BINS - 1)
 
 
-def _node_px_range(n: int) -> tuple[float, float, float]:
-    if n <= 64:
-        return 7.0, 26.0, 12.0
-    if n <= 200:
-        return 5.0, 18.0, 9.0
-    return 4.0, 14.0, 6.0
 
 
-def _node_sizes(values: np.ndarray | None, n: int) -> np.ndarray:
-    if n == 0:
-        return np.zeros(0)
-    lo_px, hi_px, uniform = _node_px_range(n)
-    if values is None:
-        return np.full(n, uniform)
-    v = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(v)
-    r = np.zeros(n)
-    if finite.any():
-        lo, hi = v[finite].min(), v[finite].max()
-        r[finite] = (v[finite] - lo) / (hi - lo) if hi > lo else 0.5
-    return np.round(lo_px + (hi_px - lo_px) * np.sqrt(r))
 
 
 def _display_label(text: str) -> str:
@@ -166,13 +71,6 @@ def _display_label(text: str) -> str:
     return repr(text) if text.strip() == "" else _clean_text(text)
 
 
-def _format_number(value: float) -> str:
-    v = float(value)
-    if not math.isfinite(v):
-        return "nan"
-    if v != 0 and (abs(v) >= 1e4 or abs(v) < 1e-3):
-        return f"{v:.3g}"
-    return f"{v:.3f}"
 
 
 def _overlaps(a, b) -> bool:
@@ -248,16 +146,16 @@ def graph_figure(
         return fig
     s = np.asarray(sources, dtype=np.int64).ravel()
     t = np.asarray(targets, dtype=np.int64).ravel()
-    w = _finite(weights)
+    w = finite_weights(weights)
     if not (s.shape == t.shape == w.shape):
         raise ValueError("sources, targets and weights must have the same length")
     pos = np.asarray(positions, dtype=np.float64)
     if pos.shape != (n, 2) or not np.isfinite(pos).all():
         raise ValueError(f"positions must be finite and of shape ({n}, 2), got {pos.shape}")
     arc = layout == "arc"
-    keep = _drawn_edges(s, t, w, max_edges)
-    bins = _bins(w)
-    sizes = _node_sizes(size_values, n)
+    keep = drawn_edge_mask(s, t, w, max_edges)
+    bins = weight_bins(w)
+    sizes = node_sizes(size_values, n)
     strength = np.bincount(s, weights=w, minlength=n)[:n] + np.bincount(t, weights=w, minlength=n)[:n]
     node_fill = community_colors(communities, n)
 
@@ -398,7 +296,7 @@ def graph_figure(
         if communities is not None:
             tip.append(f"community {int(communities[i])}")
         for name, values in (metric_values or {}).items():
-            tip.append(f"{name} {_format_number(np.asarray(values)[i])}")
+            tip.append(f"{name} {format_number(np.asarray(values)[i])}")
         fig.items.append(Circle(P[i, 0], P[i, 1], radius[i], fill=node_fill[i], stroke="#ffffff",
                                 stroke_width=1.2, title="\n".join(tip)))
     for i in path:
@@ -531,24 +429,24 @@ def _graph_legend(labels, texts, communities, node_fill, size_values, size_metri
         finite = v[np.isfinite(v)]
         if finite.size:
             refs = sorted({float(finite.min()), float(np.median(finite)), float(finite.max())})
-            lo_px, hi_px, _ = _node_px_range(len(v))
+            lo_px, hi_px, _ = node_px_range(len(v))
             lo, hi = float(finite.min()), float(finite.max())
             for value in refs:
                 r = 0.5 if hi <= lo else (value - lo) / (hi - lo)
                 d = round(lo_px + (hi_px - lo_px) * math.sqrt(r))
                 cy = y + max(row, d + 4) / 2
                 items.append(Circle(13, cy, d / 2, fill="#9aa5b1", stroke="#ffffff", stroke_width=1))
-                items.append(Text(34, cy + BASELINE * LABEL_SIZE, _format_number(value), LABEL_SIZE, TEXT_COLOR))
-                right = max(right, 34 + metrics.width(_format_number(value), LABEL_SIZE))
+                items.append(Text(34, cy + BASELINE * LABEL_SIZE, format_number(value), LABEL_SIZE, TEXT_COLOR))
+                right = max(right, 34 + metrics.width(format_number(value), LABEL_SIZE))
                 y += max(row, d + 4)
         y += 8
     kept = w[keep]
     if kept.size and kept.max() > 0:
         heading(f"Edge width: {weight_name}")
         top = float(kept.max())
-        for b, text in ((EDGE_BINS - 1, f"≥ {_format_number(top * ((EDGE_BINS - 1) / EDGE_BINS) ** 2)}"),
-                        (2, f"≥ {_format_number(top * (2 / EDGE_BINS) ** 2)}"),
-                        (0, f"< {_format_number(top * (1 / EDGE_BINS) ** 2)}")):
+        for b, text in ((EDGE_BINS - 1, f"≥ {format_number(top * ((EDGE_BINS - 1) / EDGE_BINS) ** 2)}"),
+                        (2, f"≥ {format_number(top * (2 / EDGE_BINS) ** 2)}"),
+                        (0, f"< {format_number(top * (1 / EDGE_BINS) ** 2)}")):
             items.append(Line(0, y + row / 2, 26, y + row / 2, EDGE_COLOR, BIN_WIDTHS[b], BIN_ALPHAS[b] / 255))
             entry(text, 34.0)
             y += row

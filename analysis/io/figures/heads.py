@@ -9,66 +9,31 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from analysis.io.figures.base import (  # noqa: F401
-    _STOPS,
+from analysis.io.figures.base import (
     APPROX_METRICS,
     AXIS_SIZE,
     BASELINE,
-    COLORBAR_LABELS,
-    COLORMAP_NAMES,
-    FONT_FAMILY,
     FRAME_COLOR,
-    INDEX_LABELS_FROM,
     LABEL_SIZE,
-    LIGHT_COLORMAPS,
-    LOG_FLOOR,
     MARGIN,
     MASKED_BACKGROUND,
-    MASKED_HATCH,
-    MAX_LABEL_CHARS,
-    MUTED_COLOR,
-    NOTE_SIZE,
-    SVG_FONT_STACK,
     TEXT_COLOR,
     TICK_SIZE,
-    TITLE_SIZE,
-    ApproxMetrics,
-    Circle,
     Figure,
     Image,
-    Line,
-    Path,
     Rect,
     Text,
     TextMetrics,
-    _clean_text,
     _colorbar,
-    _elide,
-    _hex,
     _hex_table,
-    _log_ticks,
     _notes,
-    _stride_ticks,
     _title,
-    _wrap,
-    axis_labels,
-    check_levels,
-    colorize,
     colormap_lut,
-    format_weight,
-    highlight_colors,
     nice_step,
-    nice_ticks,
-    value_levels,
 )
-from analysis.io.figures.heatmap import (  # noqa: F401
-    HEAT_MAX_CELL,
-    HEAT_TARGET,
-    MAX_CELL_TITLES,
+from analysis.io.figures.heatmap import (
     MAX_VECTOR_CELLS,
-    heatmap_figure,
 )
-from analysis.options import COMMUNITY_PALETTE, NO_COMMUNITY_COLOR  # noqa: F401  (re-exported)
 
 # ----------------------------------------------------------------------------- head overview
 
