@@ -59,6 +59,12 @@ class AttributionMixin:
         panel.set_targets(TARGETS.get(result.run.model.architecture, ()))
         panel.show_message("Pick a method and a target and press Attribute.")
 
+    def _on_attribution_settled(self, task, event: str) -> None:
+        """A cancelled attribution (Esc, Cancel) leaves the panel ready for the next one."""
+        if task.kind is TaskKind.ATTRIBUTE and event == "cancelled" and task.session is self.session:
+            self.attribution_panel.set_busy(False)
+            self.attribution_panel.show_message("Cancelled; the previous result, if any, is still shown.")
+
     def _on_attribution_error(self, kind: TaskKind, message: str) -> None:
         if kind is TaskKind.ATTRIBUTE:
             self.attribution_panel.set_busy(False)

@@ -49,7 +49,8 @@ def test_integrated_gradients_says_whether_it_adds_up_and_cancel_keeps_the_windo
                           check_params_cb=lambda task, event: task.kind is TaskKind.ATTRIBUTE):
         window.attribute()
         window.cancel()
-    assert panel.run_button.isEnabled() or window.host.runner.current(window.session, TaskKind.ATTRIBUTE) is None
+    assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
+    assert "Cancelled" in panel.summary.text()
 
 
 def test_a_single_text_asks_for_a_second_one(qtbot, analysed):
