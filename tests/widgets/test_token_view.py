@@ -141,3 +141,15 @@ def test_figure_shows_the_text_as_typed_with_the_colours_shown(view, tmp_path):
     view.clear()
     with pytest.raises(ValueError):
         view.figure()
+
+
+def test_special_tokens_written_out_in_the_text_show_once():
+    from analysis.io.figures.tokens import token_pieces
+
+    text = "<|im_start|>user\nHi<|im_end|>"
+    labels = ["<|im_start|>", "user", "⏎", "Hi", "<|im_end|>"]
+    offsets = np.array([(0, 0), (12, 16), (16, 17), (17, 19), (0, 0)])
+    pieces = token_pieces(text, None, labels, offsets, np.array([-1, 0, 0, 0, -1]),
+                          np.array([True, False, False, False, True]))
+    shown = "".join(p[2] if p[0] == "token" else p[1] if p[0] == "text" else "" for p in pieces)
+    assert shown.count("<|im_start|>") == 1 and shown.count("<|im_end|>") == 1 and "user" in shown

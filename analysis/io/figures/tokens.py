@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -65,6 +66,10 @@ def token_pieces(text: str, pair: str | None, labels: Sequence[str], offsets: np
         seg = int(segment_ids[i])
         start, end = (int(x) for x in offsets[i])
         if special_mask[i] or seg < 0 or seg not in texts or end <= start:
+            src = texts[current]
+            if special_mask[i] and label and src.startswith(str(label), cursor[current]):
+                cursor[current] += len(str(label))  # written out in the text too (a generation's
+                # chat template): the chip stands for it, the text must not repeat it
             out.append(("token", i, str(label), True))
             continue
         if seg == 1 and not pair_started and pair is not None:
@@ -151,6 +156,7 @@ def tokens_figure(
     # greedy wrap over groups of units not separated by spaces
     x, y = left, y_title + 4
     max_x = left
+    rules: list[int] = []
 
     def unit_width(u) -> float:
         kind, s, i, chip = u
@@ -170,6 +176,7 @@ def tokens_figure(
         if kind == "rule":
             if x > left:
                 y += line_h
+            rules.append(len(fig.items))  # its right end is the text's, known once all is placed
             fig.items.append(Line(left, y + line_h * 0.45, right_limit, y + line_h * 0.45, stroke="#bcccdc", width=1))
             x, y = left, y + line_h
             k += 1
@@ -226,6 +233,8 @@ def tokens_figure(
                     left + 160 + metrics.width(format_weight(peak), TICK_SIZE) / 2)
         bottom = bar_y + 10 + TICK_SIZE * 1.6
     width_total = max(max_x, MARGIN + title_w) + MARGIN
+    for index in rules:
+        fig.items[index] = replace(fig.items[index], x2=width_total - MARGIN)
     bottom = _notes(fig, bottom, width_total - 2 * MARGIN, metrics)
     fig.width, fig.height = math.ceil(width_total), math.ceil(bottom + MARGIN)
     return fig
