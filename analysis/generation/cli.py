@@ -13,7 +13,6 @@ Writes into ``--out`` what ``attention-atlas analyze`` writes, for prompt + gene
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -190,21 +189,6 @@ def _check_sampling_options(args: argparse.Namespace) -> None:
         raise ValueError(f"{', '.join(given)} {verb} only with --sample")
 
 
-def add_generated_column(path: Path, row_tokens, generated_mask) -> None:
-    """Append a ``generated`` column (1 for a row made of generated tokens) to tokens.csv."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
-    header, body = rows[0], rows[1:]
-    marks = [int(any(bool(generated_mask[i]) for i in group)) for group in row_tokens]
-    if len(marks) != len(body):  # pragma: no cover - the folder and the view disagree
-        raise ValueError("tokens.csv does not have one row per view row")
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow([*header, "generated"])
-        for row, mark in zip(body, marks, strict=True):
-            writer.writerow([*row, mark])
-
-
 def run_generate(args: argparse.Namespace, *, stream=None) -> Path:
     """Generate for parsed arguments and write the folder; returns it."""
     import time
@@ -263,7 +247,6 @@ def run_generate(args: argparse.Namespace, *, stream=None) -> Path:
         timings["graph"] = time.perf_counter() - started
 
     folder = write_analysis_folder(args.out, run, view, graph, None, timings)
-    add_generated_column(folder / "tokens.csv", view.row_tokens, run.generated_mask)
     generation = run.generation
     summary_path = folder / "summary.json"
     summary = json.loads(summary_path.read_text(encoding="utf-8"))

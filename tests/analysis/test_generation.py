@@ -402,7 +402,9 @@ def test_cli_generate_writes_the_folder_and_generation_json(
     assert summary["tokens"] == data["prompt_tokens"] + 6
     assert summary["generation"]["generated_tokens"] == 6
     with open(out / "tokens.csv", newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+    assert reader.fieldnames.count("generated") == 1
     assert len(rows) == summary["tokens"]
     assert [int(r["generated"]) for r in rows] == [0] * data["prompt_tokens"] + [1] * 6
     with np.load(out / "attention.npz", allow_pickle=False) as npz:

@@ -34,6 +34,7 @@ from analysis.io.figures.base import (
 from analysis.io.figures.heatmap import (
     MAX_VECTOR_CELLS,
 )
+from analysis.io.numbers import format_number
 
 # ----------------------------------------------------------------------------- head overview
 
@@ -198,12 +199,13 @@ def head_table(stats: Mapping[str, np.ndarray]) -> tuple[list[str], list[list]]:
 
 def write_head_table_csv(path: str | os.PathLike, stats: Mapping[str, np.ndarray]) -> None:
     """Write :func:`head_table` as CSV (``layer,head,entropy,special_share,...``; values
-    with full precision; entropy in nats, special_share 0..1, mean_distance in tokens)."""
+    as every file writes them, :func:`analysis.io.numbers.format_number`; entropy in nats,
+    special_share 0..1, mean_distance in tokens)."""
     header, rows = head_table(stats)
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
         for row in rows:
-            writer.writerow([row[0], row[1], *(repr(v) for v in row[2:])])
+            writer.writerow([row[0], row[1], *(format_number(v) for v in row[2:])])
 
 
