@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -118,9 +119,17 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, Attributio
         self.statusBar().addWidget(self.status_model)
         self.statusBar().addPermanentWidget(self.status_notice)
 
-    def _dock(self, title: str, name: str, widget: QWidget, area) -> QDockWidget:
+    def _dock(self, title: str, name: str, widget: QWidget, area, *, scroll: bool = False) -> QDockWidget:
+        """A dock for ``widget``; with ``scroll`` inside a scroll area, so a tall panel never
+        makes the window taller than a 720-pixel screen."""
         dock = QDockWidget(title, self)
         dock.setObjectName(name)
+        if scroll:
+            area_widget = QScrollArea()
+            area_widget.setWidgetResizable(True)
+            area_widget.setFrameShape(QScrollArea.NoFrame)
+            area_widget.setWidget(widget)
+            widget = area_widget
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
         return dock
@@ -131,10 +140,12 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, Attributio
         self.graph_dock = self._dock("Graph", "graphDock", self.graph_panel, Qt.RightDockWidgetArea)
         self.tokens_dock = self._dock("Tokens", "tokensDock", self.token_view, Qt.BottomDockWidgetArea)
         self.metrics_dock = self._dock("Metrics", "metricsDock", self.metrics_table, Qt.BottomDockWidgetArea)
-        self.generate_dock = self._dock("Generate", "generateDock", self.generation_panel, Qt.LeftDockWidgetArea)
+        self.generate_dock = self._dock("Generate", "generateDock", self.generation_panel, Qt.LeftDockWidgetArea,
+                                       scroll=True)
         self.tabifyDockWidget(self.input_dock, self.generate_dock)
         self.input_dock.raise_()
-        self.attribution_dock = self._dock("Attribution", "attributionDock", self.attribution_panel, Qt.RightDockWidgetArea)
+        self.attribution_dock = self._dock("Attribution", "attributionDock", self.attribution_panel,
+                                          Qt.RightDockWidgetArea, scroll=True)
         self.tabifyDockWidget(self.graph_dock, self.attribution_dock)
         self.graph_dock.raise_()
         self.tabifyDockWidget(self.tokens_dock, self.metrics_dock)

@@ -37,6 +37,7 @@ class ViewBinding:
         self.window = window
         self.session = session
         self._tokens_of = None  # the analysis whose tokens the token view shows
+        self._computing: str | None = None  # the "Computing ALTI…" message shown, if any
         w = window
         w.view_controls.changed.connect(self._on_controls_changed)
         w.view_controls.display_changed.connect(self._on_display_changed)
@@ -110,9 +111,14 @@ class ViewBinding:
             if missing is not None:
                 from analysis.options import VIEW_ITEMS, label_of
 
-                w.input_panel.show_message(f"Computing {label_of(VIEW_ITEMS, missing)} for this run from the model "
-                                           "(progress in the status bar; Esc cancels)…")
+                self._computing = (f"Computing {label_of(VIEW_ITEMS, missing)} for this run from the model "
+                                   "(progress in the status bar; Esc cancels)…")
+                w.input_panel.show_message(self._computing)
             return
+        if self._computing is not None:  # the contributions it announced have arrived
+            if w.input_panel.message.text() == self._computing:
+                w.input_panel.show_message("")
+            self._computing = None
         w.heatmap.set_matrix(view.matrix, view.row_labels, view.col_labels, masked=view.masked, title=view.title)
         w.heatmap.set_generated_from(*self.first_generated(view))
         spec = view.spec

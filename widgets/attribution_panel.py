@@ -127,6 +127,8 @@ class AttributionPanel(QWidget):
         self.strip = QTextBrowser()
         self.strip.setOpenLinks(False)
         self.strip.anchorClicked.connect(lambda url: self.token_selected.emit(int(url.toString().lstrip("#t"))))
+        self.strip.setMinimumHeight(60)
+        self.strip.setMaximumHeight(150)  # a few lines of text; the chart and the table need the room
         self.strip.setToolTip("Each unit coloured by its score: red raises the target, blue lowers it; click one "
                               "to select its token in the other views")
         self.legend = QLabel()
@@ -135,6 +137,7 @@ class AttributionPanel(QWidget):
         self.bars.getPlotItem().hideButtons()
         self.bars.setToolTip(f"The {BAR_COUNT} units with the largest |score|, sorted")
         self.table = QTableWidget(0, 0)
+        self.table.setMinimumHeight(140)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.setToolTip("Methods side by side: faithfulness (AOPC: comprehensiveness high and sufficiency "
@@ -176,11 +179,11 @@ class AttributionPanel(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.description)
         layout.addWidget(self.summary)
-        layout.addWidget(self.strip, 2)
+        layout.addWidget(self.strip, 1)
         layout.addWidget(self.legend)
         layout.addWidget(self.bars, 2)
         layout.addWidget(self.matrix, 3)
-        layout.addWidget(self.table, 2)
+        layout.addWidget(self.table, 3)
 
     def _update_enabled(self, *_) -> None:
         method, target = self.method_box.currentData(), self.target_box.currentData()

@@ -145,6 +145,8 @@ class GenerationPanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.generate_button, 1)
         buttons.addWidget(self.stop_button)
+        for widget in (self.step_list, self.candidates, self.lens):
+            widget.setMinimumHeight(150)  # readable rows; the dock scrolls rather than squash them
         tables = QHBoxLayout()
         tables.addWidget(self.step_list, 2)
         tables.addWidget(self.candidates, 3)

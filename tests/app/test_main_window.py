@@ -330,6 +330,7 @@ def test_contribution_views_are_computed_on_demand_and_keep_the_selection(qtbot,
     np.testing.assert_allclose(matrix.sum(axis=1), 1.0, atol=1e-4)
     np.testing.assert_allclose(matrix, run.contributions[kind][window.view.spec.layer], atol=1e-6)
     assert window.selected_row() == 3 and window.graph.n == run.num_tokens
+    assert "Computing" not in window.input_panel.message.text()  # its announcement is gone
 
 
 def test_figures_report_and_head_table_from_the_window(qtbot, analysed, tmp_path):
