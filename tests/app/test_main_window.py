@@ -347,3 +347,8 @@ def test_figures_report_and_head_table_from_the_window(qtbot, analysed, tmp_path
     assert window.exports.export_head_table(str(tmp_path / "heads.csv"))
     assert (tmp_path / "heads.csv").read_text().startswith("layer,head")
     assert window.exports.figure_name("heatmap", ".svg") == "all-MiniLM-L6-v2_L5H0_heatmap.svg"
+
+
+def test_the_window_can_fit_a_1280x720_screen(window):
+    hint = window.minimumSizeHint()
+    assert hint.width() <= 1280 and hint.height() <= 680, hint  # 720 less a panel or title bar
