@@ -13,7 +13,7 @@ chat model on a 1,024-token text, analysed, within 2.5 GB resident. Printed side
 - load time cold (GGUF -> float32 conversion into an empty cache) and warm (from the cache),
   each in a fresh process;
 - peak resident memory of a fresh process that loads the chat model and analyses a
-  1,024-token text (``extract``, the mean view of the last layer, the head statistics), with
+  1,024-token text (``extract``, the mean view of the last layer, the head statistics and thumbnails, layer and head switches), with
   the float16 storage the run uses above 256 MiB, and for comparison with float32 forced.
 
 Run: ``.venv/bin/python benchmarks/bench_generate.py [--repeats 5] [--tokens 32] [--threads N]``.
@@ -75,6 +75,12 @@ def _child(kind: str, threads: int) -> None:
         result["peak_view_graph_gb"] = peak_gb()
         result["analyse_s"] = time.perf_counter() - started
         head_summary(run.attentions, run.special_mask)
+        from analysis.attention.head_stats import head_thumbnails
+
+        head_thumbnails(run.attentions)  # the head overview's mosaic
+        for layer in (0, 10, 20, -1):  # browsing: switch layers and heads, as the window slices
+            for spec in (ViewSpec(kind="head", layer=layer, head=3), ViewSpec(kind="max", layer=layer)):
+                make_view(run, spec)
         result.update(
             tokens=run.num_tokens,
             dtype=str(run.attentions.dtype),

@@ -4,6 +4,9 @@ Pure numpy (no Qt, no torch), so the widgets may import it. All functions take
 ``attentions`` shaped ``[layers, heads, T, T]`` with ``A[l, h, i, j]`` the attention of
 query ``i`` to key ``j`` (rows sum to 1) and return arrays indexed ``[layer, head]``.
 Every statistic is the *mean over queries* of a per-row quantity.
+
+Memory: every function reads the stack one layer at a time, so a stored float16 stack of a
+long text (30 layers x 9 heads x 1,024^2 tokens = 566 MB) is never converted whole.
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ def _check(attentions: np.ndarray) -> np.ndarray:
     if a.ndim != 4 or a.shape[-1] != a.shape[-2]:
         raise ValueError(f"attentions must be [layers, heads, T, T], got shape {a.shape}")
     return a
+
+
+def _work_dtype(a: np.ndarray) -> np.dtype:
+    """float32 and float64 stacks are read as they are; float16 (stored long runs) is
+    widened to float32 one layer at a time, which keeps ~7 significant digits."""
+    return a.dtype if a.dtype in (np.float32, np.float64) else np.dtype(np.float32)
 
 
 def _bin_edges(t: int, s: int) -> np.ndarray:
@@ -49,10 +58,13 @@ def head_thumbnails(attentions: np.ndarray, size: int = 32) -> np.ndarray:
         return a.astype(np.float32, copy=True)
     edges = _bin_edges(t, s)
     counts = np.diff(np.append(edges, t)).astype(np.float32)
-    # sum blocks along keys (the large reduction first), then along queries
-    summed = np.add.reduceat(np.asarray(a, dtype=np.float32), edges, axis=-1)
-    summed = np.add.reduceat(summed, edges, axis=-2)
-    return (summed / (counts[:, None] * counts[None, :])).astype(np.float32)
+    out = np.empty(a.shape[:2] + (s, s), dtype=np.float32)
+    for layer in range(a.shape[0]):  # one layer at a time: no float32 copy of the whole stack
+        # sum blocks along keys (the large reduction first), then along queries
+        summed = np.add.reduceat(np.asarray(a[layer], dtype=np.float32), edges, axis=-1)
+        out[layer] = np.add.reduceat(summed, edges, axis=-2)
+    out /= counts[:, None] * counts[None, :]
+    return out
 
 
 def head_entropy(attentions: np.ndarray) -> np.ndarray:
@@ -62,7 +74,7 @@ def head_entropy(attentions: np.ndarray) -> np.ndarray:
     """
     a = _check(attentions)
     out = np.empty(a.shape[:2], dtype=np.float64)
-    dtype = a.dtype if a.dtype in (np.float32, np.float64) else np.float64
+    dtype = _work_dtype(a)
     for layer in range(a.shape[0]):  # one layer at a time keeps the temporaries small
         x = np.asarray(a[layer], dtype=dtype)
         logs = np.zeros_like(x)
@@ -80,7 +92,11 @@ def special_token_share(attentions: np.ndarray, special_mask: np.ndarray) -> np.
         raise ValueError(f"special_mask must have shape ({a.shape[-1]},), got {mask.shape}")
     if not mask.any():
         return np.zeros(a.shape[:2], dtype=np.float64)
-    return a[..., mask].sum(axis=-1, dtype=np.float64).mean(axis=-1)
+    keys = np.flatnonzero(mask)
+    out = np.empty(a.shape[:2], dtype=np.float64)
+    for layer in range(a.shape[0]):  # the special columns of one layer at a time
+        out[layer] = a[layer][..., keys].sum(axis=-1, dtype=np.float64).mean(axis=-1)
+    return out
 
 
 def mean_attention_distance(attentions: np.ndarray) -> np.ndarray:
@@ -88,11 +104,15 @@ def mean_attention_distance(attentions: np.ndarray) -> np.ndarray:
     a = _check(attentions)
     t = a.shape[-1]
     idx = np.arange(t)
-    dtype = a.dtype if a.dtype in (np.float32, np.float64) else np.float64
-    dist = np.abs(idx[:, None] - idx[None, :]).astype(dtype)
-    # one matrix-vector product (BLAS) without materialising A * D
-    flat = np.ascontiguousarray(a, dtype=dtype).reshape(a.shape[0] * a.shape[1], t * t)
-    return (flat @ dist.ravel()).astype(np.float64).reshape(a.shape[:2]) / t
+    dtype = _work_dtype(a)
+    dist = np.abs(idx[:, None] - idx[None, :]).astype(dtype).ravel()
+    out = np.empty(a.shape[:2], dtype=np.float64)
+    for layer in range(a.shape[0]):
+        # one matrix-vector product (BLAS) per layer, without materialising A * D or a
+        # converted copy of the whole stack (float16 storage of a long text: GBs)
+        flat = np.ascontiguousarray(a[layer], dtype=dtype).reshape(a.shape[1], t * t)
+        out[layer] = flat @ dist
+    return out / t
 
 
 def head_summary(attentions: np.ndarray, special_mask: np.ndarray) -> dict[str, np.ndarray]:
