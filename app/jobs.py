@@ -9,7 +9,7 @@ without them.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -30,6 +30,9 @@ class AnalysisResult:
     run: AttentionRun
     thumbnails: np.ndarray  # [L, H, s, s] for the head overview
     head_stats: dict[str, np.ndarray]  # name -> [L, H]
+    # The analysis pass's layers as analysis.contributions.record_layers recorded them, so
+    # a contribution view needs no second forward pass (None when too large or unsupported).
+    capture: object = None
 
 
 @dataclass(frozen=True)
@@ -95,13 +98,43 @@ def analyse_job(request: AnalyseRequest):
 
         loaded = load_model(request.source, allow_pickle=request.allow_pickle)
         context.progress(0.5, f"Running {loaded.facts.name}…")
-        run = extract(loaded, request.text, request.pair)
+        run, capture = recorded_extract(loaded, lambda: extract(loaded, request.text, request.pair))
         context.progress(0.85, "Summarising heads…")
-        result = summarised(run)
+        result = replace(summarised(run), capture=capture)
         context.progress(1.0, "Done")
         return result
 
     return job
+
+
+# A recorded pass is kept for the contribution views up to this size (MiniLM at 512 tokens:
+# ~35 MB; the chat model at 1,024 tokens would need ~420 MB and is not kept).
+CAPTURE_KEEP_BYTES = 256 * 2**20
+
+
+def recorded_extract(loaded, run_model):
+    """``(run, capture)``: ``run_model()`` with analysis.contributions.record_layers' read-only
+    hooks in, so the contribution views (value norms, ALTI, value zeroing) can reuse this
+    forward pass instead of running the model again. ``capture`` is None where the family
+    has no adapter (encoder-decoders, unknown layouts), the records exceed
+    :data:`CAPTURE_KEEP_BYTES`, or the run stores float16 attentions (the capture would
+    need a float32 copy of them)."""
+    from analysis.contributions import record_layers
+
+    try:
+        recorder = record_layers(loaded)
+    except (ValueError, TypeError, AttributeError):
+        return run_model(), None
+    with recorder:
+        run = run_model()
+    if recorder.recorded_bytes() > CAPTURE_KEEP_BYTES or run.attentions.dtype != np.float32:
+        return run, None
+    try:
+        capture = recorder.capture(attentions=run.attentions)
+    except (ValueError, RuntimeError):
+        return run, None
+    # the last pass recorded must be the run's own (a generation's lens may run the model too)
+    return run, capture if np.array_equal(capture.input_ids, run.input_ids) else None
 
 
 def summarised(run: AttentionRun) -> AnalysisResult:
@@ -138,7 +171,8 @@ def generate_job(request: GenerateRequest):
                                     **request.settings)
         context.check()
         context.report(0.92, "Reading prompt and answer once more…")
-        return summarised(generation_run(loaded, generation))
+        run, capture = recorded_extract(loaded, lambda: generation_run(loaded, generation))
+        return replace(summarised(run), capture=capture)
 
     return job
 
@@ -147,9 +181,11 @@ def generate_job(request: GenerateRequest):
 CONTRIBUTION_ARRAYS = {"value_norm": "value_norm_sum", "alti": "alti_rollout", "value_zeroing": "value_zeroing_rollout"}
 
 
-def contributions_job(run: AttentionRun, kind: str, allow_pickle: bool = False):
+def contributions_job(run: AttentionRun, kind: str, allow_pickle: bool = False, capture=None):
     """One contribution measure of ``run`` ([layers, T, T], as its view shows it), from the
-    model the run was made with; cancellable, with progress (value zeroing is slow)."""
+    model the run was made with; cancellable, with progress (value zeroing is slow). With
+    ``capture`` (the analysis pass, :func:`recorded_extract`) the model does not run again
+    for value norms and ALTI."""
 
     def job(context):
         from analysis.contributions import contributions_for_run
@@ -159,7 +195,7 @@ def contributions_job(run: AttentionRun, kind: str, allow_pickle: bool = False):
         loaded = load_model(run.model.source, allow_pickle=allow_pickle)
         label = {"value_norm": "value norms", "alti": "ALTI", "value_zeroing": "value zeroing"}[kind]
         arrays = contributions_for_run(
-            loaded, run, kinds=(kind,), cancelled=context.is_cancelled,
+            loaded, run, kinds=(kind,), cancelled=context.is_cancelled, capture=capture,
             progress=lambda fraction: context.report(0.02 + 0.98 * fraction, f"Computing {label}…"))
         return {kind: arrays[CONTRIBUTION_ARRAYS[kind]]}
 

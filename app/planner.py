@@ -131,7 +131,7 @@ class Planner:
         view, settings = s.view, s.graph_settings
         if kind is TaskKind.CONTRIBUTIONS:
             wanted = s.missing_contribution
-            self._submit(kind, jobs.contributions_job(s.run, wanted),
+            self._submit(kind, jobs.contributions_job(s.run, wanted, capture=getattr(s.result, "capture", None)),
                          lambda arrays: (s.add_contributions(arrays), self.plan()))
         elif kind is TaskKind.GRAPH:
             request = jobs.GraphRequest(view.matrix, settings.rule, settings.resolution, settings.seed,

@@ -189,6 +189,9 @@ class LayerRecorder:
             if kind == "weights" and serves[min(len(seen), len(serves) - 1)] not in self.checked:
                 seen.append(None)
                 return
+            if tensor is None:  # an earlier hook took the weights (extract's long-run copy)
+                seen.append(None)
+                return
             tensor = tensor.detach()[0]
             seen.append(tensor if pick is None else pick(tensor))
 
@@ -225,6 +228,15 @@ class LayerRecorder:
 
                 self._handles.append(module.register_forward_hook(hook))
         return self
+
+    def recorded_bytes(self) -> int:
+        """Bytes the records of the latest pass hold (what keeping its capture costs)."""
+        return sum(
+            t.element_size() * t.nelement()
+            for calls in self._seen.values()
+            for t in calls
+            if t is not None
+        )
 
     def remove(self) -> None:
         """Take the hooks out; what was recorded stays available to :meth:`capture`."""
@@ -284,7 +296,10 @@ class LayerRecorder:
                     f"the model returned {len(given)} attention maps for {len(parts)} layers"
                 )
         for layer in sorted(self.checked):
-            mine = self._take("weights", parts[layer].attention, layer).to(torch.float32)
+            mine = self._take("weights", parts[layer].attention, layer)
+            if mine is None:  # not seen by these hooks: the caller's copy is the only one
+                continue
+            mine = mine.to(torch.float32)
             if mine.shape != given[layer].shape or not torch.allclose(
                 mine, given[layer], atol=1e-4
             ):
