@@ -8,6 +8,7 @@ without them.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field, replace
 
@@ -67,6 +68,26 @@ class LayeredOutcome:
     seconds: float
 
 
+def window_torch_threads() -> int:
+    """Intra-op threads torch gets in the window: every core but one, which stays free for
+    the GUI thread and the graph lane (``ATLAS_TORCH_THREADS`` overrides). On 2 cores that
+    is one thread: two made generation several times slower while the window drew."""
+    wanted = os.environ.get("ATLAS_TORCH_THREADS", "").strip()
+    if wanted.isdigit() and int(wanted) > 0:
+        return int(wanted)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    return max(1, cores - 1)
+
+
+def configure_torch() -> None:
+    """Set torch's thread count for the window's model lane (once; cheap afterwards)."""
+    import torch
+
+    threads = window_torch_threads()
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def warm_up_job(source: str):
     """Right after the window opens: import torch and the graph libraries and load the model.
 
@@ -77,6 +98,7 @@ def warm_up_job(source: str):
 
     def job(context):
         context.progress(0.05, "Loading the model in the background…")
+        configure_torch()
         import analysis.attention.extract  # noqa: F401  (torch, transformers)
         import analysis.attention.flow  # noqa: F401  (its C kernel, igraph as the fallback)
         import analysis.graph.metrics  # noqa: F401  (scipy, igraph)
@@ -93,6 +115,7 @@ def analyse_job(request: AnalyseRequest):
 
     def job(context):
         context.progress(0.02, "Loading the model…")
+        configure_torch()
         from analysis.attention.extract import extract
         from analysis.models.loading import load_model
 
@@ -155,6 +178,7 @@ def generate_job(request: GenerateRequest):
 
     def job(context):
         context.progress(0.02, "Loading the model…")
+        configure_torch()
         from analysis.generation import generate_steps, generation_run
         from analysis.models.loading import load_model
 
@@ -192,6 +216,7 @@ def contributions_job(run: AttentionRun, kind: str, allow_pickle: bool = False, 
         from analysis.models.loading import load_model
 
         context.progress(0.01, "Loading the model…")
+        configure_torch()
         loaded = load_model(run.model.source, allow_pickle=allow_pickle)
         label = {"value_norm": "value norms", "alti": "ALTI", "value_zeroing": "value zeroing"}[kind]
         arrays = contributions_for_run(
@@ -225,6 +250,7 @@ def attribute_job(run: AttentionRun, settings: dict):
         from analysis.models.loading import load_model
 
         context.progress(0.01, "Loading the model…")
+        configure_torch()
         loaded = load_model(run.model.source)
         inputs = from_run(run, loaded)
         common = dict(baseline=settings["baseline"], steps=settings["steps"], adaptive=settings["adaptive"],

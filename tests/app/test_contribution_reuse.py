@@ -76,3 +76,21 @@ def test_a_capture_over_the_budget_is_not_kept(minilm, monkeypatch):
     monkeypatch.setattr(jobs, "CAPTURE_KEEP_BYTES", 0)
     run, capture = jobs.recorded_extract(minilm, lambda: extract(minilm, "Too large to keep."))
     assert capture is None and run.num_tokens > 0
+
+
+def test_the_window_leaves_one_core_to_the_gui(monkeypatch):
+    monkeypatch.setattr(jobs.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.delenv("ATLAS_TORCH_THREADS", raising=False)
+    assert jobs.window_torch_threads() == 1
+    monkeypatch.setattr(jobs.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert jobs.window_torch_threads() == 7
+    monkeypatch.setenv("ATLAS_TORCH_THREADS", "3")
+    assert jobs.window_torch_threads() == 3
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        jobs.configure_torch()
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
