@@ -33,6 +33,16 @@ VIEW_ITEMS: tuple[Option, ...] = (
     ("value_zeroing", "Value zeroing", "Mohebbi et al. 2023: how far token i's output moves when token j's values "
      "are zeroed, combined by rollout through layers 0..layer (one layer pass per token: slow)"),
 )
+# What rollout, flow, the graph across layers and its route are computed through: the
+# per-layer capacities R_l (analysis.attention.capacities states each rule).
+THROUGH_ITEMS: tuple[Option, ...] = (
+    ("attention", "Attention", "Raw attention: 0.5 * mean of heads + 0.5 * identity per layer (Abnar & Zuidema 2020)"),
+    ("value_norm", "Value norms", "Value-weighted attention per layer (Kobayashi et al. 2020), with the same "
+     "0.5 * identity added for the residual"),
+    ("alti", "ALTI", "ALTI per layer (Ferrando et al. 2022), residual and layer norm already included"),
+    ("value_zeroing", "Value zeroing", "Value zeroing per layer (Mohebbi et al. 2023), residual already "
+     "included (one layer pass per token: slow)"),
+)
 STACK_ITEMS: tuple[Option, ...] = (
     ("self", "Encoder", "Self-attention of the model (the encoder of an encoder-decoder)"),
     ("decoder", "Decoder", "Decoder self-attention of an encoder-decoder model"),
@@ -79,6 +89,7 @@ def label_of(items: Sequence[Option], key: str) -> str:
 
 
 VIEW_KINDS = keys_of(VIEW_ITEMS)
+THROUGH_KINDS = keys_of(THROUGH_ITEMS)
 STACKS = keys_of(STACK_ITEMS)
 SPARSIFY_MODES = keys_of(SPARSIFY_ITEMS)
 LAYOUT_KINDS = keys_of(LAYOUT_ITEMS)

@@ -7,6 +7,12 @@ capacity ``R_l[i, j]``, ``R = residual_augmented_layers(attentions)`` (``0.5 * m
 (0-based, default the last) into input token ``j`` is the maximum-flow value from
 ``(layer + 1, q)`` to ``(0, j)``.
 
+Flow *through* contributions: ``layers=`` gives the capacities ``R`` ``[L, T, T]`` directly
+(:func:`analysis.attention.capacities.layer_capacities`: value norms with the residual
+half added, ALTI and value zeroing as they are); they must be finite and non-negative with
+rows that are distributions or all zero (``ValueError`` otherwise), as the residual-augmented
+layers always are, and then everything below runs unchanged.
+
 What is true of every result (and tested): ``0 <= flow[j] <= 1`` (the query's own edges
 carry at most its row, which sums to 1), ``flow[j] <= sum_i R_0[i, j]`` over the layer-1
 nodes the query reaches (the edges into ``(0, j)``), and ``flow[j] >= rollout[q, j]``
@@ -31,7 +37,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import numpy as np
 
-from analysis.attention.rollout import checked_attentions, residual_augmented_layers
+from analysis.attention.rollout import capacities_upto, source_size
 from analysis.progress import (
     CancelCheck,
     ProgressCallback,
@@ -187,10 +193,11 @@ def _flows(layers: np.ndarray, query: int, layer: int, progress, cancelled) -> n
 
 
 def attention_flow(
-    attentions: np.ndarray,
-    query: int,
+    attentions: np.ndarray | None = None,
+    query: int | None = None,
     layer: int | None = None,
     *,
+    layers: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
     cancelled: CancelCheck | None = None,
 ) -> np.ndarray:
@@ -198,13 +205,18 @@ def attention_flow(
 
     Parameters
     ----------
-    attentions : array ``[layers, heads, T, T]``
+    attentions : array ``[layers, heads, T, T]``, optional
         Self-attention weights, ``attentions[l, h, i, j]`` = how much query ``i`` attends to
-        key ``j``; finite and non-negative (``ValueError`` otherwise).
+        key ``j``; finite and non-negative (``ValueError`` otherwise). The capacities are
+        the residual-augmented layers ``0.5 * mean_h A_l + 0.5 * I``.
     query : int
-        The query token, ``0..T-1``.
+        The query token, ``0..T-1`` (required).
     layer : int, optional
         The transformer layer (0-based) whose output the query token is; default the last.
+    layers : array ``[layers, T, T]``, optional
+        Instead of ``attentions``: the capacities themselves, rows distributions (or all
+        zero), e.g. :func:`analysis.attention.capacities.layer_capacities` through ALTI.
+        Only layers ``0..layer`` are read.
     progress : callable, optional
         ``progress(fraction)``, called from this thread as blocks of input tokens finish.
     cancelled : callable, optional
@@ -216,7 +228,13 @@ def attention_flow(
     -------
     float64 array ``[T]``: the maximum flow from node ``(layer + 1, query)`` into each input
     token ``(0, j)`` of the layered graph whose capacities are the residual-augmented layers
-    (see the module docstring); each value lies in ``[0, 1]``.
+    (or ``layers``; see the module docstring); each value lies in ``[0, 1]``.
+
+    Raises
+    ------
+    ValueError
+        Both or neither of ``attentions`` and ``layers``; bad shapes or values; ``layer``
+        or ``query`` out of range.
 
     Examples
     --------
@@ -224,37 +242,42 @@ def attention_flow(
     >>> a[:, 0, :, 0] = 1.0  # every token attends to token 0
     >>> attention_flow(a, 1)  # R_1[1] = [0.5, 0.5]; R_0 = [[1, 0], [0.5, 0.5]]
     array([1. , 0.5])
+    >>> attention_flow(layers=np.array([[[1.0, 0.0], [0.5, 0.5]]] * 2), query=1)
+    array([1. , 0.5])
 
     References
     ----------
     Abnar & Zuidema, "Quantifying Attention Flow in Transformers", ACL 2020.
     """
-    a = checked_attentions(attentions, check_layers=0)
-    layer = _checked_layer(layer, a.shape[0])
-    query = _checked_query(query, a.shape[-1])
-    layers = residual_augmented_layers(a[: layer + 1])  # checks the values it uses
-    return _flows(layers, query, layer, progress, cancelled)
+    count, t = source_size(attentions, layers)
+    layer = _checked_layer(layer, count)
+    query = _checked_query(query, t)
+    capacities = capacities_upto(attentions, layers, layer)  # checks the values it uses
+    return _flows(capacities, query, layer, progress, cancelled)
 
 
 def attention_flow_matrix(
-    attentions: np.ndarray,
+    attentions: np.ndarray | None = None,
     layer: int | None = None,
     queries: Sequence[int] | None = None,
     *,
+    layers: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
     cancelled: CancelCheck | None = None,
 ) -> np.ndarray:
     """Flow rows for several query tokens: row ``r`` is ``attention_flow(attentions,
-    queries[r], layer)``.
+    queries[r], layer)`` (or of ``layers=``).
 
     Parameters
     ----------
-    attentions : array ``[layers, heads, T, T]``
+    attentions : array ``[layers, heads, T, T]``, optional
         As for :func:`attention_flow`.
     layer : int, optional
         The transformer layer of the queries; default the last.
     queries : sequence of int, optional
         Query tokens; default every token ``0..T-1``.
+    layers : array ``[layers, T, T]``, optional
+        Instead of ``attentions``: the capacities, as for :func:`attention_flow`.
     progress, cancelled : callable, optional
         As for :func:`attention_flow`, over all rows together.
 
@@ -270,16 +293,15 @@ def attention_flow_matrix(
     array([[1. , 0. ],
            [1. , 0.5]])
     """
-    a = checked_attentions(attentions, check_layers=0)
-    layer = _checked_layer(layer, a.shape[0])
-    t = a.shape[-1]
+    count, t = source_size(attentions, layers)
+    layer = _checked_layer(layer, count)
     queries = list(range(t)) if queries is None else [_checked_query(q, t) for q in queries]
-    layers = residual_augmented_layers(a[: layer + 1])
+    capacities = capacities_upto(attentions, layers, layer)
     rows = np.zeros((len(queries), t))
     for row, query in enumerate(queries):
 
         def row_progress(fraction: float, row: int = row) -> None:
             report_progress(progress, (row + fraction) / max(len(queries), 1))
 
-        rows[row] = _flows(layers, query, layer, row_progress if progress else None, cancelled)
+        rows[row] = _flows(capacities, query, layer, row_progress if progress else None, cancelled)
     return rows

@@ -5,6 +5,13 @@ layer, and a reduction over heads (one head, mean, max) or across layers (rollou
 the rollout matrix for its graph and adds a per-token flow vector, see ``analysis.attention.flow``).
 It can then drop special tokens and merge sub-word tokens into words.
 
+Rollout and flow go *through* a source (``ViewSpec.through``, :mod:`analysis.attention.capacities`):
+raw attention by default, or the per-layer value norms, ALTI or value zeroing of the run
+(``run.contributions``, see :mod:`analysis.contributions`); the view's matrix is then the
+rollout of those capacities (through ALTI: ``alti_rollout``), and the flow, the graph across
+layers and its route use the same capacities. ``through`` means nothing for the other kinds
+and resolves to ``"attention"`` there.
+
 Rules, in the order they are applied:
 
 1. **Drop special tokens** (optional): their rows and columns are removed and each remaining
@@ -27,17 +34,17 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from analysis.attention.capacities import (
+    MissingContributions,
+    checked_through,
+    layer_capacities,
+    missing_through,
+)
 from analysis.attention.rollout import attention_rollout
-from analysis.options import CONTRIBUTION_KINDS, STACKS, VIEW_KINDS
+from analysis.options import CONTRIBUTION_KINDS, LAYERED_VIEW_KINDS, STACKS, VIEW_KINDS
 from analysis.run import AttentionRun
 
-
-class MissingContributions(ValueError):
-    """A contribution view of a run whose contributions were not computed yet."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(f"the {kind.replace('_', ' ')} contributions of this run are not computed yet")
-        self.kind = kind
+_THROUGH_TITLES = {"value_norm": "value-norm", "alti": "ALTI", "value_zeroing": "value-zeroing"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,9 @@ class ViewSpec:
     merge_words: bool = False
     drop_special: bool = False
     query: int | None = None  # the flow view's query token (index into the run's tokens)
+    # rollout and flow only: the per-layer capacities they go through (analysis.options
+    # THROUGH_KINDS: "attention", "value_norm", "alti", "value_zeroing")
+    through: str = "attention"
 
     def resolved(self, run: AttentionRun) -> ViewSpec:
         """This spec with ``layer`` made non-negative and checked against ``run``."""
@@ -69,30 +79,43 @@ class ViewSpec:
             raise ValueError("rollout and flow are defined for self-attention, not cross-attention")
         if self.kind in CONTRIBUTION_KINDS and self.stack != "self":
             raise ValueError("contributions are computed for the self-attention stack only")
+        through = checked_through(self.through)  # any kind: a typo is an error, not ignored
+        through = through if self.kind in LAYERED_VIEW_KINDS else "attention"
+        if through != "attention" and self.stack != "self":
+            raise ValueError(
+                f"rollout and flow through {through.replace('_', ' ')} are defined for the "
+                "self-attention stack only (contributions are computed for it alone)"
+            )
         if self.kind == "flow":
             if self.query is None:
                 raise ValueError("the flow view needs a query token")
             if not 0 <= self.query < attentions.shape[-2]:
                 raise ValueError(f"query token {self.query} is out of range 0..{attentions.shape[-2] - 1}")
-        return replace(self, layer=layer)
+        return replace(self, layer=layer, through=through)
 
     def describe(self) -> str:
-        """A short human title, e.g. 'layer 3 · head 7' or 'rollout to layer 5'."""
+        """A short human title, e.g. 'layer 3 · head 7', 'rollout to layer 5' or 'ALTI flow
+        from token 3 at layer 5'."""
         where = {"self": "", "decoder": "decoder ", "cross": "cross-attention "}[self.stack]
         if self.kind == "head":
             text = f"{where}layer {self.layer} · head {self.head}"
         elif self.kind in ("mean", "max"):
             text = f"{where}layer {self.layer} · {self.kind} of heads"
         elif self.kind == "rollout":
-            text = f"{where}rollout to layer {self.layer}"
+            text = f"{where}{self._through_prefix()}rollout to layer {self.layer}"
         elif self.kind == "value_norm":
             text = f"layer {self.layer} · value norms"
         elif self.kind in CONTRIBUTION_KINDS:
             text = f"{'ALTI' if self.kind == 'alti' else 'value zeroing'} to layer {self.layer}"
         else:
-            text = f"{where}flow from token {self.query} at layer {self.layer}"
+            text = f"{where}{self._through_prefix()}flow from token {self.query} at layer {self.layer}"
         extras = [e for e, on in (("words", self.merge_words), ("no specials", self.drop_special)) if on]
         return text + (f" ({', '.join(extras)})" if extras else "")
+
+    def _through_prefix(self) -> str:
+        """'ALTI ' for a rollout or flow through ALTI, '' through attention."""
+        title = _THROUGH_TITLES.get(self.through)
+        return f"{title} " if title and self.kind in LAYERED_VIEW_KINDS else ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -123,8 +146,28 @@ class AttentionView:
 
 def view_matrix_key(spec: ViewSpec) -> tuple:
     """What a view's matrix depends on besides the run: every part of the spec but the flow
-    query (the flow view's matrix is the rollout, whatever the query)."""
-    return (spec.kind, spec.layer, spec.head, spec.stack, spec.merge_words, spec.drop_special)
+    query (the flow view's matrix is the rollout, whatever the query); ``through`` counts for
+    rollout and flow only."""
+    through = spec.through if spec.kind in LAYERED_VIEW_KINDS else "attention"
+    return (spec.kind, spec.layer, spec.head, spec.stack, spec.merge_words, spec.drop_special, through)
+
+
+def needed_contribution(run: AttentionRun, spec: ViewSpec) -> str | None:
+    """The contribution kind (``"alti"``, ...) that ``spec`` needs and ``run`` lacks, or None.
+
+    A contribution view needs its own array (``run.contributions[kind]``); a rollout or flow
+    through a contribution needs its per-layer matrices (``run.contributions["alti_layers"]``,
+    see :data:`analysis.contributions.LAYER_KEYS`). Compute the kind with
+    :func:`analysis.contributions.contributions_for_run` and keep
+    :func:`analysis.contributions.run_contributions` of it. ``ValueError`` for an unknown
+    ``through``.
+    """
+    if spec.kind in CONTRIBUTION_KINDS:
+        return None if spec.kind in run.contributions else spec.kind
+    if spec.kind in LAYERED_VIEW_KINDS and spec.stack == "self":
+        through = checked_through(spec.through)
+        return None if missing_through(run, through) is None else through
+    return None
 
 
 def stack_attentions(run: AttentionRun, stack: str) -> np.ndarray:
@@ -138,7 +181,8 @@ def stack_attentions(run: AttentionRun, stack: str) -> np.ndarray:
 
 
 def reduce_heads(attentions: np.ndarray, spec: ViewSpec) -> np.ndarray:
-    """The ``[Tq, Tk]`` matrix of a resolved spec before token filtering."""
+    """The ``[Tq, Tk]`` matrix of a resolved spec before token filtering (rollout and flow:
+    through attention; :func:`make_view` handles the other sources)."""
     if spec.kind == "head":
         return np.asarray(attentions[spec.layer, spec.head], dtype=np.float64)
     if spec.kind == "mean":
@@ -210,12 +254,21 @@ def causal_mask(row_groups, col_groups) -> np.ndarray:
 
 
 def make_view(run: AttentionRun, spec: ViewSpec) -> AttentionView:
-    """Slice, reduce, filter and merge a run into the view ``spec`` asks for."""
+    """Slice, reduce, filter and merge a run into the view ``spec`` asks for.
+
+    Raises :class:`MissingContributions` when the view needs contributions the run lacks
+    (a contribution view, or a rollout or flow through one: :func:`needed_contribution`),
+    ``ValueError`` for a spec that does not fit the run.
+    """
     spec = spec.resolved(run)
     if spec.kind in CONTRIBUTION_KINDS:
         if spec.kind not in run.contributions:
             raise MissingContributions(spec.kind)
         matrix = np.asarray(run.contributions[spec.kind][spec.layer], dtype=np.float64)
+    elif spec.kind in LAYERED_VIEW_KINDS and spec.through != "attention":
+        # the rollout of the capacities flow, the layered graph and its route use
+        capacities = layer_capacities(run, spec.through, upto_layer=spec.layer)
+        matrix = attention_rollout(layers=capacities, upto_layer=spec.layer)
     else:
         matrix = reduce_heads(stack_attentions(run, spec.stack), spec)
 

@@ -13,7 +13,19 @@ All read one :func:`capture_layers` pass (one forward with read-only hooks), or 
 extraction makes anyway, recorded by :func:`record_layers` around it. Per-layer
 matrices are ``[i, j]`` = how much token ``j`` contributes to token ``i`` (rows: queries),
 rows normalised to distributions, combined across layers by :func:`rollout_layers`.
-:func:`contributions_for_run` does it all for an :class:`~analysis.run.AttentionRun`.
+:func:`contributions_for_run` does it all for an :class:`~analysis.run.AttentionRun`;
+:func:`run_contributions` picks what a run keeps of it (``run.contributions``):
+
+- ``"value_norm"``: ``[L, T, T]`` per layer, rows normalised (``value_norm_sum``);
+- ``"alti"``: ``[L, T, T]`` rolled out to each layer (``alti_rollout``);
+  ``"alti_layers"``: ``[L, T, T]`` per layer (``alti``);
+- ``"value_zeroing"``: rolled out (``value_zeroing_rollout``); ``"value_zeroing_layers"``:
+  per layer (``value_zeroing``).
+
+The kind's own key is what its view shows (:data:`VIEW_ARRAYS`); :data:`LAYER_KEYS` names
+the per-layer matrices rollout, flow, the graph across layers and its route go *through*
+(:mod:`analysis.attention.capacities`). Value norms are per layer already, so one array
+serves both.
 
 Implemented for BERT-like encoders (BERT, RoBERTa, DistilBERT, ALBERT, ELECTRA, MiniLM),
 GPT-2 and Llama/Mistral/Qwen-style decoders; encoder-decoders raise ``ValueError``.
@@ -27,6 +39,13 @@ from __future__ import annotations
 import importlib
 
 KINDS = ("value_norm", "alti", "value_zeroing")
+# contributions_for_run key whose array a kind's view shows (stored as run.contributions[kind])
+VIEW_ARRAYS = {"value_norm": "value_norm_sum", "alti": "alti_rollout", "value_zeroing": "value_zeroing_rollout"}
+# run.contributions key of a kind's per-layer matrices, and the contributions_for_run key they come from
+LAYER_KEYS = {"value_norm": "value_norm", "alti": "alti_layers", "value_zeroing": "value_zeroing_layers"}
+LAYER_ARRAYS = {"value_norm": "value_norm_sum", "alti": "alti", "value_zeroing": "value_zeroing"}
+# every key a run's contributions may hold (what session files save and read back)
+RUN_KEYS = tuple(dict.fromkeys(key for kind in KINDS for key in (kind, LAYER_KEYS[kind])))
 
 _LAZY = {
     "LayerCapture": "capture",
@@ -45,7 +64,37 @@ _LAZY = {
     "contribution_rollout": "combine",
 }
 
-__all__ = ["KINDS", *_LAZY]
+__all__ = ["KINDS", "LAYER_ARRAYS", "LAYER_KEYS", "RUN_KEYS", "VIEW_ARRAYS", "run_contributions", *_LAZY]
+
+
+def run_contributions(arrays: dict) -> dict:
+    """What a run keeps (``run.contributions``) of :func:`contributions_for_run`'s output.
+
+    Parameters
+    ----------
+    arrays : dict of str to ndarray
+        As :func:`contributions_for_run` returns them (any subset of the kinds).
+
+    Returns
+    -------
+    dict of str to ndarray
+        For each kind computed, its view array under the kind's name (``"alti"``: the
+        rollout to each layer) and its per-layer matrices under :data:`LAYER_KEYS`
+        (``"alti_layers"``), the same arrays, not copies.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = {"alti": np.eye(2)[None], "alti_rollout": np.eye(2)[None]}
+    >>> sorted(run_contributions(out))
+    ['alti', 'alti_layers']
+    """
+    kept = {}
+    for kind in KINDS:
+        if VIEW_ARRAYS[kind] in arrays and LAYER_ARRAYS[kind] in arrays:
+            kept[kind] = arrays[VIEW_ARRAYS[kind]]
+            kept[LAYER_KEYS[kind]] = arrays[LAYER_ARRAYS[kind]]
+    return kept
 
 
 def __getattr__(name: str):

@@ -7,6 +7,9 @@ carries ``R_l[i, j]`` with ``R = residual_augmented_layers(attentions)`` (``0.5 
 0.5 * I``, rows renormalised): "token i at level l + 1 draws on token j at level l". These
 are the capacities of attention flow (``analysis.attention.flow``) and the probabilities of
 ``analysis.graph.paths.layered_route``; rollout is the sum over all routes of their products.
+The graph *through* contributions takes ``layers=``, the capacities ``R`` themselves
+(:func:`analysis.attention.capacities.layer_capacities`: value norms with the residual half
+added, ALTI and value zeroing as they are), and is built by the same code.
 
 Node ids are ``l * T + k`` where ``k`` is the token's position among the tokens shown (all
 tokens by default, so ``k = t``): a graph is laid out level by level, token by token.
@@ -31,7 +34,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from analysis.attention.rollout import residual_augmented
+from analysis.attention.rollout import capacities_upto, source_size
 from analysis.graph.rules import SparsifyRule, sparsify
 
 CANVAS_EDGE_LIMIT = 20_000  # the graph canvas is slow beyond about this many edges
@@ -67,29 +70,63 @@ class LayeredGraph:
 
 
 def layered_graph(
-    attentions: np.ndarray,
-    layer: int,
-    rule: SparsifyRule,
+    attentions: np.ndarray | None = None,
+    layer: int | None = None,
+    rule: SparsifyRule | None = None,
     tokens: Sequence[int] | None = None,
     *,
     max_edges: int | None = None,
+    layers: np.ndarray | None = None,
 ) -> LayeredGraph:
     """The layered graph of ``attentions`` ``[L, H, T, T]`` from the input up to ``layer``.
 
-    ``tokens`` restricts every level to those token positions (ascending, unique). The
-    weights are *not* renormalised over the subset: an edge keeps the probability it has in
-    the whole model, so a route's product of weights is the same as in
-    :func:`analysis.graph.paths.layered_route`; the rule's coverage is taken of the subset's share
-    of each row.
+    Parameters
+    ----------
+    attentions : array ``[L, H, T, T]``, optional
+        Raw attentions; the edge weights are ``R_l = 0.5 * mean_h A_l + 0.5 * I``, rows
+        renormalised.
+    layer : int, optional
+        The transformer layer (0-based) whose output is the top level; default the last.
+    rule : SparsifyRule, optional
+        Which edges of each row to keep (the diagonal is always a candidate); default
+        ``SparsifyRule()``.
+    tokens : sequence of int, optional
+        Restricts every level to those token positions (ascending, unique). The weights are
+        *not* renormalised over the subset: an edge keeps the probability it has in the
+        whole model, so a route's product of weights is the same as in
+        :func:`analysis.graph.paths.layered_route`; the rule's coverage is taken of the
+        subset's share of each row.
+    max_edges : int, optional
+        Cap on the edges kept (module docstring).
+    layers : array ``[L, T, T]``, optional
+        Instead of ``attentions``: the per-layer capacities as they are (rows distributions
+        or all zero), e.g. :func:`analysis.attention.capacities.layer_capacities` through
+        ALTI; only layers ``0..layer`` are read.
+
+    Returns
+    -------
+    LayeredGraph
+
+    Raises
+    ------
+    ValueError
+        Both or neither of ``attentions`` and ``layers``; bad shapes or values; ``layer``,
+        ``tokens`` or ``max_edges`` out of range.
+
+    Examples
+    --------
+    >>> from analysis.graph.rules import SparsifyRule
+    >>> g = layered_graph(layers=np.array([[[1.0, 0.0], [0.5, 0.5]]]), rule=SparsifyRule(mode="none"))
+    >>> g.num_nodes, g.weights.tolist()
+    (4, [1.0, 0.5, 0.5])
     """
-    a = np.asarray(attentions)
-    if a.ndim != 4 or a.shape[-1] != a.shape[-2]:
-        raise ValueError(f"attentions must be [layers, heads, T, T], got shape {a.shape}")
-    count, t = a.shape[0], a.shape[-1]
+    count, t = source_size(attentions, layers)
+    layer = count - 1 if layer is None else layer
     if not (
         isinstance(layer, int | np.integer) and not isinstance(layer, bool) and 0 <= layer < count
     ):
         raise ValueError(f"layer must be in 0..{count - 1}, got {layer!r}")
+    rule = SparsifyRule() if rule is None else rule
     if max_edges is not None and max_edges < 1:
         raise ValueError(f"max_edges must be at least 1, got {max_edges!r}")
     if tokens is None:
@@ -102,8 +139,9 @@ def layered_graph(
             raise ValueError("tokens must be ascending and unique")
     layer = int(layer)
     n = shown.shape[0]
-    # Only the layers used, head mean in float64 without a float64 copy of every head.
-    levels = residual_augmented(a[: layer + 1].mean(axis=1, dtype=np.float64))
+    # Only the layers used (for attentions: head mean in float64 without a float64 copy of
+    # every head).
+    levels = capacities_upto(attentions, layers, layer)
     if tokens is not None:
         levels = levels[:, shown[:, None], shown[None, :]]
     applied = replace(rule, self_loops=True)

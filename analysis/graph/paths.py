@@ -9,7 +9,9 @@ off-diagonal entry when ``rule`` is None; self-loops never help a path.
 
 ``layered_route`` works on the layered graph of attention flow: node ``(l, t)`` is token
 ``t`` after ``l`` transformer layers (``l = 0``: the input tokens), edge ``(l + 1, i) ->
-(l, j)`` has probability ``R_l[i, j]`` with ``R = residual_augmented_layers(attentions)``.
+(l, j)`` has probability ``R_l[i, j]`` with ``R = residual_augmented_layers(attentions)``,
+or, through contributions, the capacities given as ``layers=``
+(:func:`analysis.attention.capacities.layer_capacities`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 import scipy.sparse as sps
 from scipy.sparse import csgraph
 
-from analysis.attention.rollout import residual_augmented_layers
+from analysis.attention.rollout import capacities_upto, source_size
 from analysis.graph.rules import SparsifyRule, checked_view_matrix, edge_lengths, sparsify
 
 
@@ -206,19 +208,50 @@ def k_most_probable_paths(
 
 
 def layered_route(
-    attentions: np.ndarray, query: int, target: int, layer: int | None = None
+    attentions: np.ndarray | None = None,
+    query: int | None = None,
+    target: int | None = None,
+    layer: int | None = None,
+    *,
+    layers: np.ndarray | None = None,
 ) -> LayeredPathResult:
     """Most probable route from ``(layer + 1, query)`` to input token ``(0, target)``.
 
     Dynamic programming from the bottom up: ``best_l[i]`` = log-probability of the best
     route from ``(l, i)`` to ``(0, target)``; ``best_{l+1} = max_j (log R_l[i, j] + best_l[j])``.
+
+    Parameters
+    ----------
+    attentions : array ``[L, H, T, T]``, optional
+        Raw attentions: ``R_l = 0.5 * mean_h A_l + 0.5 * I``, rows renormalised.
+    query, target : int
+        The token at the top (after ``layer``) and the input token (both required).
+    layer : int, optional
+        The transformer layer (0-based) the route starts from; default the last.
+    layers : array ``[L, T, T]``, optional
+        Instead of ``attentions``: the per-layer capacities as they are (rows distributions
+        or all zero), e.g. :func:`analysis.attention.capacities.layer_capacities` through
+        value zeroing; only layers ``0..layer`` are read.
+
+    Returns
+    -------
+    LayeredPathResult
+        ``steps`` top first; ``probability`` the product of the ``R_l`` along the route;
+        no steps (and a ``reason``) when every route has a zero weight.
+
+    Examples
+    --------
+    >>> r = layered_route(layers=np.array([[[1.0, 0.0], [0.5, 0.5]]] * 2), query=1, target=0)
+    >>> r.steps, r.probability
+    (((2, 1), (1, 0), (0, 0)), 0.5)
     """
-    layers = residual_augmented_layers(attentions)
-    count, t = layers.shape[0], layers.shape[-1]
+    count, t = source_size(attentions, layers)
     layer = count - 1 if layer is None else layer
-    if not (isinstance(layer, int | np.integer) and 0 <= layer < count):
+    if isinstance(layer, bool) or not (isinstance(layer, int | np.integer) and 0 <= layer < count):
         raise ValueError(f"layer must be in 0..{count - 1}, got {layer!r}")
     query, target = _check_token(query, t, "query"), _check_token(target, t, "target")
+    layer = int(layer)
+    layers = capacities_upto(attentions, layers, layer)
     best = np.full(t, -np.inf)
     best[target] = 0.0
     choices = []
