@@ -12,8 +12,11 @@ Public API
 - :func:`generate_greedy`: prompt + greedy continuation, ready for ``attribute_generation``.
 - :class:`Target`, :func:`available_targets`, :func:`build_objective` (``targets``).
 - :func:`encode`, :func:`from_run`, :func:`from_ids` (``inputs``): the tokens.
-- :func:`faithfulness`, :func:`faithfulness_of_function`, :func:`rank_correlation`,
-  :func:`method_agreement` (``faithfulness``).
+- :func:`faithfulness`, :func:`faithfulness_of_function`, :func:`faithfulness_of_objective`,
+  :func:`rank_correlation`, :func:`method_agreement` (``faithfulness``).
+- :func:`compare_explanations` (``compare``): attribution methods, attention and
+  contributions of one target, each scored for faithfulness -> :class:`Comparison` of
+  :class:`Explanation`; ``VIEWS``, ``VIEW_ITEMS``, ``DEFAULT_VIEWS``, ``DEFAULT_METHODS``.
 - :func:`explain_mask_function` (occlusion / LIME / KernelSHAP of any mask function),
   :func:`integrate` (Integrated Gradients of an objective).
 - :func:`write_attribution_folder` (``export``): the CLI's files.
@@ -28,10 +31,22 @@ from __future__ import annotations
 
 import importlib
 
-# torch-free, and named like its module: bound here so the name is the function
+# torch-free (compare imports what runs a model on first use)
+from analysis.attribution.compare import (  # noqa: F401
+    DEFAULT_METHODS,
+    DEFAULT_VIEWS,
+    VIEW_ITEMS,
+    VIEWS,
+    Comparison,
+    Explanation,
+    compare_explanations,
+)
+
+# named like its module: bound here so the name is the function
 from analysis.attribution.faithfulness import (  # noqa: F401, E402
     faithfulness,
     faithfulness_of_function,
+    faithfulness_of_objective,
     method_agreement,
     rank_correlation,
 )
@@ -80,7 +95,9 @@ _LAZY = {
 }
 
 __all__ = sorted(
-    [*_LAZY, "faithfulness", "faithfulness_of_function", "rank_correlation", "method_agreement", "Attribution", "AttributionInput", "FaithfulnessResult", "GenerationAttribution", "TargetInfo",
+    [*_LAZY, "faithfulness", "faithfulness_of_function", "faithfulness_of_objective", "rank_correlation",
+     "method_agreement", "compare_explanations", "Comparison", "Explanation", "VIEWS", "VIEW_ITEMS",
+     "DEFAULT_VIEWS", "DEFAULT_METHODS", "Attribution", "AttributionInput", "FaithfulnessResult", "GenerationAttribution", "TargetInfo",
      "WordUnits", "aggregate", "word_units", "METHODS", "METHOD_ITEMS", "METHOD_DESCRIPTIONS", "BASELINES",
      "BASELINE_ITEMS", "DEFAULT_BASELINE", "TARGET_FUNCTIONS", "TARGET_KINDS", "FAITHFULNESS_BINS"]
 )

@@ -14,6 +14,12 @@ as the attribution methods do); special tokens are never removed. AOPC is the me
 the bins (the area over the perturbation curve). ``f`` is the target's function
 (log-probability by default), so the figures are in its units.
 
+A similarity target (the cosine of two texts' mean-pooled embeddings, each text encoded on
+its own) is scored over the tokens of both texts together: the top ``k`` of all their
+candidate tokens are removed (or kept) wherever they are, each replaced by the baseline
+token in its own text, and ``f`` is recomputed as the cosine of the two perturbed texts'
+embeddings, each text again encoded on its own.
+
 References
 ----------
 DeYoung et al. (2020), "ERASER: A benchmark to evaluate rationalized NLP models".
@@ -122,6 +128,7 @@ def faithfulness(
     input_ids,
     importance,
     *,
+    pair_ids=None,
     baseline: str = DEFAULT_BASELINE,
     bins: Sequence[float] = FAITHFULNESS_BINS,
     by: str = "value",
@@ -140,10 +147,15 @@ def faithfulness(
         ``TargetInfo`` (``Attribution.target``) reuses the explained token, class or
         position; a generation row is ``Target("generation")`` with ``row``.
     input_ids : AttributionInput or int array [T]
-        The tokens (an ``Attribution.inputs``, or ids: specials are recognised by id).
+        The tokens (an ``Attribution.inputs``, or ids: specials are recognised by id). A
+        similarity's ``AttributionInput`` holds both texts (``sequence_ids`` 0 and 1).
     importance : float array [T]
         Any importance over those tokens (``Attribution.token_scores``, an attention row,
-        a contribution matrix's row...). NaN marks a token that is not a candidate.
+        a contribution matrix's row...). NaN marks a token that is not a candidate. For a
+        similarity it covers both texts, the first text's tokens first.
+    pair_ids : int array, optional
+        A similarity given as ids: the second text's ids (``input_ids`` are then the first
+        text's), each text encoded on its own with its special tokens.
     baseline : str
         What removed tokens become: ``pad`` (default), ``unk`` or ``zero`` embeddings.
     bins : shares of the candidate tokens (default 1, 5, 10, 20, 50%).
@@ -154,30 +166,94 @@ def faithfulness(
     -------
     FaithfulnessResult
 
+    Raises
+    ------
+    ValueError
+        When ``importance`` has another length than the tokens, or no token can be removed.
+
     Examples
     --------
     >>> result = attribute(loaded, "The capital of France is", Target())       # doctest: +SKIP
     >>> faithfulness(loaded, result.target, result.inputs, result.token_scores)  # doctest: +SKIP
+    >>> pair = attribute(minilm, "A cat sat.", Target("similarity"), pair="A dog sat.")  # doctest: +SKIP
+    >>> faithfulness(minilm, pair.target, pair.inputs, pair.token_scores)        # doctest: +SKIP
     """
-    import torch
-
     from analysis.attribution.inputs import from_ids
     from analysis.attribution.results import TargetInfo
     from analysis.attribution.targets import Target, build_objective
 
     if isinstance(input_ids, AttributionInput):
+        if pair_ids is not None:
+            raise ValueError("pair_ids go with ids; an AttributionInput already holds both texts")
         inputs = input_ids
+    elif pair_ids is not None:
+        inputs = pair_from_ids(loaded, input_ids, pair_ids)
     else:
         inputs = from_ids(loaded, input_ids)
     if isinstance(target, TargetInfo):
-        target = _target_from_info(target)
+        target = target_from_info(target)
     if not isinstance(target, Target):
         raise TypeError("target must be a Target or a TargetInfo")
-    importance = np.asarray(importance, dtype=np.float64).reshape(-1)
-    if importance.shape[0] != inputs.num_tokens:
-        raise ValueError(f"importance has {importance.shape[0]} values for {inputs.num_tokens} tokens")
     objective = build_objective(loaded, inputs, target, baseline=baseline, generated_positions=positions)
-    candidates = ~objective.fixed & objective.sources[row] & np.isfinite(importance)
+    return faithfulness_of_objective(objective, importance, row=row, bins=bins, by=by, batch_size=batch_size)
+
+
+def faithfulness_of_objective(
+    objective,
+    importance,
+    *,
+    row: int = 0,
+    bins: Sequence[float] = FAITHFULNESS_BINS,
+    by: str = "value",
+    batch_size: int | None = None,
+) -> FaithfulnessResult:
+    """:func:`faithfulness` of an already built objective (one objective serves many
+    importance vectors of the same target).
+
+    Parameters
+    ----------
+    objective : analysis.attribution.targets.Objective
+        From :func:`analysis.attribution.targets.build_objective` (its baseline is what
+        removed tokens become).
+    importance : float array [T]
+        Over the objective's tokens; NaN marks a token that is not a candidate.
+    row : int
+        The objective's row (a generation's generated token; 0 otherwise).
+    bins, by, batch_size : see :func:`faithfulness`.
+
+    Returns
+    -------
+    FaithfulnessResult
+        With ``target`` the row's resolved target.
+
+    Raises
+    ------
+    ValueError
+        When ``importance`` has another length than the tokens, or no token can be removed.
+    """
+    from dataclasses import replace
+
+    importance = np.asarray(importance, dtype=np.float64).reshape(-1)
+    if importance.shape[0] != objective.num_tokens:
+        raise ValueError(f"importance has {importance.shape[0]} values for {objective.num_tokens} tokens")
+    candidates = faithfulness_candidates(objective, row) & np.isfinite(importance)
+    fn = objective_mask_function(objective, row, batch_size)
+    result = faithfulness_of_function(fn, importance, candidates, bins=bins, by=by,
+                                      removed_by=objective.baseline_name)
+    return replace(result, target=objective.infos[row])
+
+
+def faithfulness_candidates(objective, row: int = 0) -> np.ndarray:
+    """bool [T]: the tokens faithfulness may remove for ``row``: not special (nor kept
+    like one) and a source of the row (causal models: not after its position)."""
+    return ~np.asarray(objective.fixed, dtype=bool) & np.asarray(objective.sources[row], dtype=bool)
+
+
+def objective_mask_function(objective, row: int = 0, batch_size: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """``fn(keep) -> values``: the objective's ``row`` at keep-masks ``[b, T]`` (False:
+    the token takes the baseline), float64 ``[b]``, in batches under inference mode."""
+    import torch
+
     size = batch_size or objective.batch_size(grad=False)
 
     def fn(keep: np.ndarray) -> np.ndarray:
@@ -188,13 +264,46 @@ def faithfulness(
                 out.append(objective(objective.at_masks(part), rows=[row])[:, row].double().cpu().numpy())
         return np.concatenate(out)
 
-    result = faithfulness_of_function(fn, importance, candidates, bins=bins, by=by, removed_by=baseline)
+    return fn
+
+
+def pair_from_ids(loaded, input_ids, pair_ids) -> AttributionInput:
+    """Two texts given as ids, each encoded on its own (a similarity's input): the first
+    text's tokens then the second's, ``sequence_ids`` 0 and 1.
+
+    Examples
+    --------
+    >>> ids = loaded.tokenizer("A cat.")["input_ids"]                 # doctest: +SKIP
+    >>> pair_from_ids(loaded, ids, loaded.tokenizer("A dog.")["input_ids"]).sequence_ids  # doctest: +SKIP
+    array([0, 0, 0, 0, 1, 1, 1, 1])
+    """
     from dataclasses import replace
 
-    return replace(result, target=objective.infos[row])
+    from analysis.attribution.inputs import from_ids
+
+    first, second = from_ids(loaded, input_ids), from_ids(loaded, pair_ids)
+    cat = np.concatenate
+    segments = cat([first.segment_ids, np.where(np.asarray(second.segment_ids) >= 0, 1, -1)])
+    return replace(
+        first,
+        pair=second.text,
+        input_ids=cat([first.input_ids, second.input_ids]),
+        tokens=first.tokens + second.tokens,
+        labels=first.labels + second.labels,
+        offsets=cat([first.offsets, second.offsets]),
+        word_ids=first.word_ids + second.word_ids,
+        special_mask=cat([first.special_mask, second.special_mask]),
+        segment_ids=segments,
+        sequence_ids=cat([np.zeros(first.num_tokens, np.int64), np.ones(second.num_tokens, np.int64)]),
+        token_type_ids=None,
+        prompt_length=None,
+    )
 
 
-def _target_from_info(info) -> object:
+def target_from_info(info) -> object:
+    """The :class:`~analysis.attribution.targets.Target` that resolves to ``info`` again:
+    the same token (and contrast), position, class or answer position, fixed, so the target
+    no longer depends on what the model predicts for a perturbed input."""
     from analysis.attribution.targets import Target
 
     function = info.function if info.function != "cosine" else "log_prob"
