@@ -52,6 +52,7 @@ class ViewBinding:
         events.selection.connect(lambda _token: self.show_selection())
         events.flow.connect(self._on_flow)
         events.path.connect(self._on_path)
+        events.generation_step.connect(self._on_generation_step)
 
     # The person's choices -> session -------------------------------------------------------------
     def _on_controls_changed(self) -> None:
@@ -92,6 +93,37 @@ class ViewBinding:
                                                             masked=run.model.is_causal))
         later(w, current, lambda: self._show_tokens(result))
         later(w, current, lambda: (self.show_selection(), w.analysis_ready.emit()))
+
+    def _on_generation_step(self, index) -> None:
+        """A generation step shows, in every head's tile, the attention row of the position
+        that predicted the stepped-to token (after the result's thumbnails are drawn)."""
+        result = self.session.result
+        if result is None:
+            return
+        later(self.window, lambda: self.session.result is result and self.session.generation_step == index,
+              lambda: self.show_step_rows(result, index))
+
+    def show_step_rows(self, result, index) -> None:
+        from analysis.attention.head_stats import key_blocks, query_rows
+
+        overview, run = self.window.head_overview, result.run
+        if index is None or run.prompt_length is None or overview.is_empty():
+            overview.set_query_rows(None)
+            return
+        position = run.prompt_length + index - 1
+        size = result.thumbnails.shape[-1]
+        rows = query_rows(run.attentions, position, size=size)
+        blocks = key_blocks(run.num_tokens, size)
+        masked_from = int(np.searchsorted(blocks, position, side="right")) if run.model.is_causal else None
+        labels = run.labels
+        step = run.generation.steps[index] if run.generation is not None else None
+        chosen = (step.text or step.token) if step is not None else labels[position + 1]
+        top = np.asarray(run.attentions[:, :, position, :], dtype=np.float32).argmax(axis=-1)
+        tips = [[f"token {position} looks most at {int(k)} {labels[int(k)]!r} "
+                 f"({float(run.attentions[layer, head, position, int(k)]):.3f})"
+                 for head, k in enumerate(top[layer])] for layer in range(top.shape[0])]
+        caption = f"token {position} {labels[position]!r}, which predicted {chosen!r}"
+        overview.set_query_rows(rows, caption, masked_from=masked_from if masked_from < size else None, tips=tips)
 
     def _show_tokens(self, result) -> None:
         run = result.run

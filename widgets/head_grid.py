@@ -82,6 +82,11 @@ class HeadOverview(QWidget):
         self._thumbs: np.ndarray | None = None
         self._stats: dict[str, np.ndarray] | None = None
         self._masked = False
+        # one query's rows instead of the thumbnails (a generation step): [L, H, t]
+        self._rows: np.ndarray | None = None
+        self._rows_caption = ""
+        self._rows_masked_from: int | None = None
+        self._rows_tips = None
         self._current: tuple[int, int] | None = None
         self._hover: tuple[int, int] | None = None
         self._cmap_name = DEFAULT_COLORMAP
@@ -184,6 +189,8 @@ class HeadOverview(QWidget):
                         f"stat {k!r} has shape {v.shape}, expected {(n_layers, n_heads)}"
                     )
         self._thumbs, self._stats, self._masked = th, stats, bool(masked)
+        self._rows, self._rows_caption, self._rows_masked_from, self._rows_tips = None, "", None, None
+        self._update_title()
         self._hover = None
         if self._current is not None and not (
             self._current[0] < n_layers and self._current[1] < n_heads
@@ -197,7 +204,36 @@ class HeadOverview(QWidget):
         self._fit_split()
         self._vb.autoRange(padding=0.0)
 
+    def set_query_rows(self, rows: np.ndarray | None, caption: str = "", *, masked_from: int | None = None,
+                       tips=None) -> None:
+        """Show one query's attention row in every tile instead of the thumbnails.
+
+        ``rows [L, H, t]`` (``analysis.attention.head_stats.query_rows`` with the
+        thumbnails' size ``t``): tile column ``b`` is the query's attention to key block
+        ``b``, drawn over the tile's whole height and coloured to the tile's own maximum;
+        blocks from ``masked_from`` on (keys after a causal query) are grey. ``caption``
+        names the query ("token 12 'is', which predicted ' Paris'"); ``tips[l][h]`` adds a
+        line to a tile's tooltip. ``None`` goes back to the thumbnails."""
+        if rows is None:
+            if self._rows is None:
+                return
+            self._rows, self._rows_caption, self._rows_masked_from, self._rows_tips = None, "", None, None
+        else:
+            if self._thumbs is None:
+                raise ValueError("set_heads first: the rows are shown in the thumbnails' tiles")
+            rows = np.asarray(rows, dtype=np.float32)
+            if rows.shape != self._thumbs.shape[:3]:
+                raise ValueError(f"rows must be [layers, heads, {self._thumbs.shape[2]}], got {rows.shape}")
+            self._rows, self._rows_caption, self._rows_masked_from, self._rows_tips = rows, caption, masked_from, tips
+        self._render()
+        self._update_title()
+
+    def query_caption(self) -> str:
+        """What the tiles show: "" for the thumbnails, else the query's caption."""
+        return self._rows_caption if self._rows is not None else ""
+
     def clear(self) -> None:
+        self._rows, self._rows_caption, self._rows_masked_from, self._rows_tips = None, "", None, None
         self._thumbs = None
         self._stats = None
         self._current = None
@@ -264,10 +300,13 @@ class HeadOverview(QWidget):
         defaults to "Heads: layer x head". ``ValueError`` when empty."""
         if self._thumbs is None:
             raise ValueError("nothing to export: no heads are shown")
+        if title is None:
+            title = f"Heads: attention of {self._rows_caption}" if self._rows is not None else "Heads: layer x head"
         return fd.heads_figure(
-            self._thumbs, colormap=self._cmap_name, lut=lookup_table(self._cmap_name), masked=self._masked,
+            np.nan_to_num(self._tiles()), colormap=self._cmap_name, lut=lookup_table(self._cmap_name),
+            masked=self._masked and self._rows is None,
             stats=self._stats, current=self._current if include_highlight else None,
-            title="Heads: layer x head" if title is None else title, metrics=figure_export.figure_metrics(),
+            title=title, metrics=figure_export.figure_metrics(),
         )
 
     def export_figure(self, path, *, width: int | None = None, dpi: float | None = None,
@@ -302,7 +341,10 @@ class HeadOverview(QWidget):
         )
 
     def tile_text(self, layer: int, head: int) -> str:
-        return format_head_tooltip(layer, head, self._stats)
+        text = format_head_tooltip(layer, head, self._stats)
+        if self._rows is not None and self._rows_tips is not None:
+            text += "\n" + str(self._rows_tips[layer][head])
+        return text
 
     def hover_text(self) -> str:
         return self._image.toolTip()
@@ -400,17 +442,37 @@ class HeadOverview(QWidget):
         self.set_current(layer, head)
         self.head_selected.emit(layer, head)
 
+    def _tiles(self) -> np.ndarray:
+        """``[L, H, t, t]`` what the tiles show: the thumbnails, or the query's rows
+        repeated over each tile's height (masked key blocks as NaN)."""
+        if self._rows is None:
+            return self._thumbs
+        t = self._thumbs.shape[-1]
+        tiles = np.repeat(self._rows[:, :, None, :], t, axis=2)
+        if self._rows_masked_from is not None:
+            tiles[..., self._rows_masked_from:] = np.nan
+        return tiles
+
+    def _update_title(self) -> None:
+        title = "head  (rows: layer)"
+        if self._rows is not None:
+            title += f" · attention of {self._rows_caption}"
+        self._plot.getAxis("top").setLabel(title, color=self._fg.name())
+
     def _render(self) -> None:
-        th = self._thumbs
+        th = self._tiles()
         n_layers, n_heads, t, _ = th.shape
         gap = max(1, t // 16)
         pitch = t + gap
         self._tile, self._gap = t, gap
         # per-tile scaling to its own maximum: the overview shows the shape of a pattern
-        peak = th.reshape(n_layers, n_heads, -1).max(axis=-1)
-        norm = th / np.where(peak > 0, peak, 1.0)[..., None, None]
+        gone = np.isnan(th)
+        peak = np.where(gone, 0.0, th).reshape(n_layers, n_heads, -1).max(axis=-1)
+        norm = np.where(gone, 0.0, th) / np.where(peak > 0, peak, 1.0)[..., None, None]
         rgba_tiles = colorize(norm, self._cmap_name, levels=(0.0, 1.0))  # [L, H, t, t, 4]
-        if self._masked:
+        if gone.any():
+            rgba_tiles[gone] = (MASKED_BACKGROUND.red(), MASKED_BACKGROUND.green(), MASKED_BACKGROUND.blue(), 255)
+        if self._masked and self._rows is None:
             upper = np.triu(np.ones((t, t), bool), k=1)
             rgba_tiles[:, :, upper] = (
                 MASKED_BACKGROUND.red(),

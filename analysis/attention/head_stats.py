@@ -19,6 +19,7 @@ __all__ = [
     "special_token_share",
     "mean_attention_distance",
     "head_summary",
+    "query_rows",
 ]
 
 
@@ -65,6 +66,51 @@ def head_thumbnails(attentions: np.ndarray, size: int = 32) -> np.ndarray:
         out[layer] = np.add.reduceat(summed, edges, axis=-2)
     out /= counts[:, None] * counts[None, :]
     return out
+
+
+def query_rows(attentions: np.ndarray, query: int, size: int = 32) -> np.ndarray:
+    """Every head's attention row of one query, downsampled like its thumbnail's columns.
+
+    Parameters
+    ----------
+    attentions : array ``[L, H, T, T]``
+    query : int
+        The query token (row) ``0 <= query < T``; e.g. the position that predicted a
+        generated token.
+    size : int, default 32
+        Key blocks: ``s = min(size, T)`` nearly equal blocks of keys, the same blocks as
+        :func:`head_thumbnails` uses for its columns.
+
+    Returns
+    -------
+    float32 ``[L, H, s]``
+        The mean of ``A[l, h, query, j]`` over the keys ``j`` of each block (with
+        ``s == T`` the row itself).
+
+    Examples
+    --------
+    >>> a = np.zeros((1, 1, 4, 4)); a[0, 0, 3] = [0.1, 0.2, 0.3, 0.4]
+    >>> [round(float(v), 2) for v in query_rows(a, 3, size=2)[0, 0]]
+    [0.15, 0.35]
+    """
+    a = _check(attentions)
+    t = a.shape[-1]
+    if not 0 <= int(query) < t:
+        raise ValueError(f"query {query} is out of range 0..{t - 1}")
+    if size < 1:
+        raise ValueError("size must be >= 1")
+    rows = np.asarray(a[:, :, int(query), :], dtype=np.float32)
+    s = min(int(size), t)
+    if s == t:
+        return rows.copy()
+    edges = _bin_edges(t, s)
+    counts = np.diff(np.append(edges, t)).astype(np.float32)
+    return np.add.reduceat(rows, edges, axis=-1) / counts
+
+
+def key_blocks(tokens: int, size: int = 32) -> np.ndarray:
+    """Start index of each key block of :func:`head_thumbnails` / :func:`query_rows`."""
+    return _bin_edges(tokens, min(int(size), tokens))
 
 
 def head_entropy(attentions: np.ndarray) -> np.ndarray:

@@ -116,3 +116,33 @@ def test_module_is_numpy_only():
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert imported <= {"__future__", "numpy"}
+
+
+def test_query_rows_are_the_thumbnail_columns_of_one_row():
+    from analysis.attention.head_stats import key_blocks, query_rows
+
+    rng = np.random.default_rng(3)
+    a = rng.random((2, 3, 10, 10))
+    a /= a.sum(axis=-1, keepdims=True)
+    full = query_rows(a, 7, size=32)
+    np.testing.assert_allclose(full, a[:, :, 7, :], rtol=1e-6)
+    blocks = query_rows(a, 7, size=4)
+    edges = list(key_blocks(10, 4)) + [10]
+    for b in range(4):
+        np.testing.assert_allclose(blocks[..., b], a[:, :, 7, edges[b]:edges[b + 1]].mean(axis=-1), rtol=1e-6)
+    with pytest.raises(ValueError):
+        query_rows(a, 10)
+
+
+def test_head_statistics_of_a_float16_stack_match_float64():
+    from analysis.attention.head_stats import head_summary, head_thumbnails
+
+    rng = np.random.default_rng(4)
+    a = rng.random((3, 2, 40, 40))
+    a /= a.sum(axis=-1, keepdims=True)
+    special = np.zeros(40, bool)
+    special[[0, 39]] = True
+    half, exact = head_summary(a.astype(np.float16), special), head_summary(a, special)
+    for name in exact:
+        np.testing.assert_allclose(half[name], exact[name], rtol=2e-3, atol=1e-3)
+    np.testing.assert_allclose(head_thumbnails(a.astype(np.float16), 8), head_thumbnails(a, 8), atol=1e-3)

@@ -45,6 +45,19 @@ def test_generate_stream_and_step_through_the_tokens(qtbot, chat_window):
     assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
     np.testing.assert_allclose(window.heatmap.current_matrix()[window.selected_row()].sum(), 1, atol=1e-3)
     assert "rank 1" in panel.step_info.text()
+    # the head overview shows, in every tile, the row of the query that predicted the token
+    overview = window.head_overview
+    qtbot.waitUntil(lambda: overview.query_caption().startswith(f"token {run.prompt_length - 1} "), timeout=5000)
+    assert "which predicted" in overview.query_caption()
+    from analysis.attention.head_stats import query_rows
+
+    size = window.result.thumbnails.shape[-1]
+    rows = query_rows(run.attentions, run.prompt_length - 1, size=size)
+    tiles = overview._tiles()
+    np.testing.assert_allclose(np.nan_to_num(tiles[:, :, 0, :]), np.where(np.isnan(tiles[:, :, 0, :]), 0, rows))
+    assert "looks most at" in overview.tile_text(0, 0)
+    panel.step_selected.emit(last)
+    qtbot.waitUntil(lambda: overview.query_caption().startswith(f"token {run.prompt_length + last - 1} "), timeout=5000)
     # the answer is marked on both heatmap axes and in the token view
     assert window.heatmap.generated_from() == (run.prompt_length, run.prompt_length)
     assert "the model generated the tokens from here on" in window.token_view.html()
