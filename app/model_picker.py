@@ -1,14 +1,20 @@
-"""The model picker: the embedded models, recent folders and files, cached hub models."""
+"""The model picker: the embedded models, recent folders and files, cached hub models and
+GGUF models found on this computer.
+
+Finding models walks folders (Ollama's, LM Studio's, llama.cpp's, the Hugging Face cache),
+which can take a while on a slow or network disk, so it runs on a thread of its own: the
+picker opens at once with the embedded and recent models, and the found ones join the list
+when the scan is done (:attr:`ModelPicker.scanned`).
+"""
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import QComboBox
-
-from analysis.models.hub_cache import cached_hub_models
 
 DEFAULT_SOURCE = "default"
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2 (embedded)"
@@ -26,11 +32,44 @@ def model_display_name(source: str) -> str:
 class ModelPicker(QComboBox):
     """A combo box of model sources; ``currentData()`` is the source, or OPEN_FOLDER."""
 
+    scanned = Signal()  # the models found on this computer are in the list
+    _found = Signal(object, object)  # (GGUF models, hub ids), from the scan thread
+
     def __init__(self, settings: QSettings) -> None:
         super().__init__()
         self.settings = settings
         self.setMinimumWidth(260)
-        self.setToolTip("The model to analyse with: the embedded default, a local folder, or a cached hub model")
+        self.setToolTip("The model to analyse with: the embedded default, a local folder, a GGUF file, "
+                        "or a cached hub model")
+        self._gguf: list = []
+        self._hub: list[str] = []
+        self._scan: threading.Thread | None = None
+        self._found.connect(self._on_found)  # queued: emitted from the scan thread
+
+    def start_scan(self) -> None:
+        """Look for local models in the background (once at a time)."""
+        if self._scan is not None and self._scan.is_alive():
+            return
+        self._scan = threading.Thread(target=self._scan_models, name="atlas-model-scan", daemon=True)
+        self._scan.start()
+
+    def _scan_models(self) -> None:
+        from analysis.models.hub_cache import cached_hub_models
+
+        found = self.found_gguf()
+        try:
+            hub = cached_hub_models()
+        except OSError:
+            hub = []
+        try:
+            self._found.emit(found, hub)
+        except RuntimeError:  # the window closed meanwhile
+            pass
+
+    def _on_found(self, found, hub) -> None:
+        self._gguf, self._hub = list(found), list(hub)
+        self.fill(self.source(), scan=False)
+        self.scanned.emit()
 
     def recent(self) -> list[str]:
         value = self.settings.value("model/recent") or []
@@ -42,7 +81,9 @@ class ModelPicker(QComboBox):
         recent = [source, *[s for s in self.recent() if s != source]][:MAX_RECENT]
         self.settings.setValue("model/recent", recent)
 
-    def fill(self, current: str) -> None:
+    def fill(self, current: str, *, scan: bool = True) -> None:
+        """The list: the embedded models, recent ones, and those found by the last scan (a
+        new scan starts in the background unless ``scan`` is False)."""
         self.blockSignals(True)
         self.clear()
         self.addItem(DEFAULT_MODEL_NAME, DEFAULT_SOURCE)
@@ -52,8 +93,8 @@ class ModelPicker(QComboBox):
         self.setItemData(1, "The embedded chat model: a Llama decoder, 30 layers × 9 heads (3 key/value heads); "
                             "it generates", Qt.ToolTipRole)
         sources = [DEFAULT_SOURCE, CHAT_SOURCE]
-        found = [(m.name, str(m.path), f"{m.path} ({m.where}, {m.size / 1e6:.0f} MB)") for m in self.found_gguf()]
-        entries = [(model_display_name(s), s, s) for s in [*self.recent(), *cached_hub_models()]] + found
+        found = [(m.name, str(m.path), f"{m.path} ({m.where}, {m.size / 1e6:.0f} MB)") for m in self._gguf]
+        entries = [(model_display_name(s), s, s) for s in [*self.recent(), *self._hub]] + found
         for name, source, tip in entries:
             if source not in sources:
                 sources.append(source)
@@ -65,6 +106,8 @@ class ModelPicker(QComboBox):
         self.addItem("Open model file (.gguf)…", OPEN_FILE)
         self.setCurrentIndex(max(0, self.findData(current)))
         self.blockSignals(False)
+        if scan:
+            self.start_scan()
 
     def found_gguf(self):
         """GGUF models found on this computer (Ollama, LM Studio, llama.cpp, the HF cache)."""
@@ -82,7 +125,7 @@ class ModelPicker(QComboBox):
     def set_source(self, source: str) -> None:
         """Show ``source`` as the chosen model (added to the list when new)."""
         if self.findData(source) < 0:
-            self.fill(source)
+            self.fill(source, scan=False)
         blocked = self.blockSignals(True)
         self.setCurrentIndex(self.findData(source))
         self.blockSignals(blocked)

@@ -13,8 +13,8 @@ def test_a_cached_causal_model_is_offered_analysed_masked_and_remembered(qtbot, 
     window = MainWindow(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat), warm_up=False)
     qtbot.addWidget(window)
     window.show()
+    qtbot.waitUntil(lambda: window.model_box.findData("org/tiny-gpt2") > 0, timeout=10_000)  # found in the background
     index = window.model_box.findData("org/tiny-gpt2")
-    assert index > 0, "the cached model is listed in the model picker"
     window.model_box.setCurrentIndex(index)
     window.input_panel.set_texts("the cat sat on the mat")
     with qtbot.waitSignals([window.analysis_ready, window.graph_ready], timeout=60_000):
@@ -57,4 +57,33 @@ def test_the_pickle_question_names_the_risk(qtbot, tmp_path, monkeypatch):
     monkeypatch.setattr(QMessageBox, "warning", lambda *args: seen.append(args) or QMessageBox.No)
     assert window.ask_allow_pickle("some/model") is False
     assert "can run any code" in seen[0][2] and "some/model" in seen[0][2]
+    window.host.shutdown()
+
+
+def test_looking_for_local_models_does_not_hold_up_the_window(qtbot, tmp_path, monkeypatch):
+    """The scan of Ollama / LM Studio / HF cache folders runs on its own thread: the window
+    is up and the embedded models are offered while it is still walking folders."""
+    import threading
+
+    from analysis.models import discovery
+    from analysis.models.discovery import FoundModel
+
+    release = threading.Event()
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF")
+
+    def slow_scan(*args, **kwargs):
+        release.wait(20)
+        return [FoundModel(name="tiny (Ollama)", path=gguf, where="Ollama", size=4)]
+
+    monkeypatch.setattr(discovery, "find_gguf_models", slow_scan)
+    window = MainWindow(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat), warm_up=False)
+    qtbot.addWidget(window)
+    window.show()
+    box = window.model_box
+    assert box.findData("smollm2") > 0 and box.findData(str(gguf)) < 0  # up before the scan ends
+    with qtbot.waitSignal(box.scanned, timeout=10_000):
+        release.set()
+    assert box.itemText(box.findData(str(gguf))) == "tiny (Ollama)"
+    assert box.source() == "default"  # the choice did not move
     window.host.shutdown()
