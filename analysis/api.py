@@ -12,6 +12,13 @@ Examples
 >>> graph = atlas.build_graph(view, mode="top_k", top_k=3)                # doctest: +SKIP
 >>> graph.metrics["betweenness"].argmax()                           # doctest: +SKIP
 >>> atlas.export("out/", run, view, graph)                          # doctest: +SKIP
+
+Through contributions instead of raw attention (rollout, flow):
+
+>>> from analysis.api import with_contributions                     # doctest: +SKIP
+>>> run = with_contributions(run, "alti")                           # doctest: +SKIP
+>>> atlas.view(run, "rollout", through="alti").matrix               # doctest: +SKIP
+>>> atlas.flow(run, query=3, through="alti")                        # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -54,17 +61,49 @@ def analyse(text: str, pair: str | None = None, *, model: str = "default", max_t
     return extract(load_model(model, allow_pickle=allow_pickle), text, pair, max_tokens=max_tokens)
 
 
+def with_contributions(run: AttentionRun, kinds="alti", *, allow_pickle: bool = False) -> AttentionRun:
+    """``run`` with the contributions ``kinds`` computed (value norms, ALTI, value zeroing).
+
+    Parameters
+    ----------
+    run : AttentionRun
+        From :func:`analyse` (encoders and decoders).
+    kinds : str or iterable of str
+        ``"value_norm"``, ``"alti"``, ``"value_zeroing"`` (slow: one layer pass per token).
+    allow_pickle : bool
+        As for :func:`analyse`; the run's own model is loaded (cached).
+
+    Returns
+    -------
+    AttentionRun
+        The same run whose ``contributions`` also hold each kind's view array and its
+        per-layer matrices (:func:`analysis.contributions.run_contributions`), so the
+        contribution views and rollout / flow ``through`` them work.
+    """
+    from dataclasses import replace
+
+    from analysis.contributions import contributions_for_run, run_contributions
+    from analysis.models.loading import load_model
+
+    loaded = load_model(run.model.source, allow_pickle=allow_pickle)
+    arrays = contributions_for_run(loaded, run, kinds=kinds)
+    return replace(run, contributions={**run.contributions, **run_contributions(arrays)})
+
+
 def view(run: AttentionRun, kind: str | None = None, *, layer: int = -1, head: int | None = None,
          stack: str = "self", words: bool = False, no_special: bool = False,
-         query: int | None = None) -> AttentionView:
+         query: int | None = None, through: str = "attention") -> AttentionView:
     """One matrix of ``run``: a head, the mean or max of heads, rollout or flow's matrix.
 
     Without ``kind``: one head when ``head`` is given, else the mean of the heads of
     ``layer`` (as the command line does). Layers count from 0; ``-1`` is the last.
+    ``through`` (rollout and flow): ``"attention"``, or ``"value_norm"``, ``"alti"``,
+    ``"value_zeroing"`` for a run :func:`with_contributions` of that kind
+    (:mod:`analysis.attention.capacities` states each rule).
     """
     kind = kind or ("head" if head is not None else "mean")
     return make_view(run, ViewSpec(kind=kind, layer=layer, head=head or 0, stack=stack, merge_words=words,
-                                   drop_special=no_special, query=query))
+                                   drop_special=no_special, query=query, through=through))
 
 
 def build_graph(view_or_matrix, *, mode: str = "coverage", coverage: float = 0.9, top_k: int = 5,
@@ -85,12 +124,16 @@ def build_graph(view_or_matrix, *, mode: str = "coverage", coverage: float = 0.9
     return analyze_graph(graph_weights(matrix, signed=signed).matrix, rule, resolution=resolution, seed=seed)
 
 
-def flow(run: AttentionRun, query: int, layer: int = -1):
-    """Attention flow from token ``query`` at ``layer`` into every input token ``[T]``."""
+def flow(run: AttentionRun, query: int, layer: int = -1, *, through: str = "attention"):
+    """Attention flow from token ``query`` at ``layer`` into every input token ``[T]``,
+    through raw attention (default) or the run's per-layer value norms, ALTI or value
+    zeroing (``through``; see :func:`view`)."""
+    from analysis.attention.capacities import layer_capacities
     from analysis.attention.flow import attention_flow
 
     layer = layer + run.num_layers if layer < 0 else layer
-    return attention_flow(run.attentions, query, layer)
+    capacities = layer_capacities(run, through, upto_layer=layer)
+    return attention_flow(layers=capacities, query=query, layer=layer)
 
 
 def export(folder: str | os.PathLike, run: AttentionRun, view: AttentionView, graph=None, flow=None) -> Path:

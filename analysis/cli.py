@@ -9,7 +9,14 @@ import time
 from pathlib import Path
 
 from analysis.attention.views import ViewSpec
-from analysis.options import CONTRIBUTION_KINDS, SPARSIFY_MODES, STACKS, VIEW_KINDS
+from analysis.options import (
+    CONTRIBUTION_KINDS,
+    LAYERED_VIEW_KINDS,
+    SPARSIFY_MODES,
+    STACKS,
+    THROUGH_KINDS,
+    VIEW_KINDS,
+)
 
 PROG = "attention-atlas analyze"
 
@@ -18,9 +25,11 @@ Layers, heads and tokens are 0-based; a negative layer, head or query counts fro
 (-1 = the last). Without --view: one head when --head is given, else the mean over the heads
 of --layer (default: the last layer). --view flow needs --query K (a token index of the run):
 the graph is then drawn on the rollout matrix up to --layer and tokens.csv gains a 'flow'
-column, the max-flow from token K at that layer into each input token. Views whose values
-exceed 1 (--view max --words) are divided by their largest value for the graph, and
-summary.json says so.
+column, the max-flow from token K at that layer into each input token. --through alti (or
+value_norm, value_zeroing) computes rollout and flow through those per-layer contributions
+instead of raw attention (they are computed from the model first; value zeroing is slow).
+Views whose values exceed 1 (--view max --words) are divided by their largest value for the
+graph, and summary.json says so.
 
 Writes into --out: attention.npz, tokens.csv, edges.csv, summary.json (see README), all at
 once: nothing is left behind when it fails. An existing analysis is replaced only with
@@ -31,6 +40,7 @@ examples:
   attention-atlas analyze --text "The cat sat on the mat." --out out/
   attention-atlas analyze --file q.txt --pair "Where is the cat?" --layer 2 --head 5 --out out/
   attention-atlas analyze --model ./my-gpt2 --text "Hello there" --view rollout --out out/
+  attention-atlas analyze --text "The cat sat." --view flow --query 2 --through alti --out out/
 """
 
 FIGURE_FORMATS = ("png", "svg", "pdf")
@@ -87,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--layer", type=int, default=-1, help="layer (default: the last)")
     view.add_argument("--head", type=int, help="head, for --view head (default 0)")
     view.add_argument("--query", type=int, help="query token for --view flow")
+    view.add_argument("--through", choices=THROUGH_KINDS, help="for --view rollout and flow: the per-layer "
+                      "matrices they go through: attention (default: 0.5 * mean of heads + 0.5 * identity), "
+                      "value_norm (the same rule on value norms), alti or value_zeroing (as they are: they "
+                      "include the residual)")
     view.add_argument("--stack", choices=STACKS, default="self", help="encoder-decoder models: which attention (default: encoder self-attention)")
     view.add_argument("--words", action="store_true", help="merge sub-word tokens into words")
     view.add_argument("--no-special", action="store_true", help="drop special tokens and renormalise rows")
@@ -135,6 +149,11 @@ def checked_args(args: argparse.Namespace) -> argparse.Namespace:
         warn(f"--head {args.head} is ignored: it applies to --view head, not --view {kind}")
     if args.query is not None and kind != "flow":
         warn(f"--query {args.query} is ignored: it applies to --view flow")
+    if args.through is not None and kind not in LAYERED_VIEW_KINDS:
+        warn(f"--through {args.through} is ignored: it applies to --view rollout and --view flow")
+    elif args.through not in (None, "attention") and args.stack != "self":
+        raise ValueError(f"--through {args.through} needs --stack self: contributions are computed for "
+                         "the self-attention stack only")
     if args.max_tokens is not None and args.max_tokens < 1:
         raise ValueError(f"--max-tokens must be at least 1, got {args.max_tokens}")
     if args.no_graph:
@@ -168,7 +187,18 @@ def view_spec_from_args(args: argparse.Namespace) -> ViewSpec:
         merge_words=args.words,
         drop_special=args.no_special,
         query=args.query,
+        through=(args.through or "attention") if kind in LAYERED_VIEW_KINDS else "attention",
     )
+
+
+def contribution_needed(spec: ViewSpec) -> str | None:
+    """The contribution kind the view needs computed (its own kind, or what rollout and flow
+    go through), or None."""
+    if spec.kind in CONTRIBUTION_KINDS:
+        return spec.kind
+    if spec.kind in LAYERED_VIEW_KINDS and spec.through != "attention":
+        return spec.through
+    return None
 
 
 def resolved_spec(spec: ViewSpec, run) -> ViewSpec:
@@ -200,9 +230,23 @@ def sparsify_rule_from_args(args: argparse.Namespace):
                          .replace("coverage", "--coverage")) from None
 
 
+def extracted(loaded, text: str, args: argparse.Namespace, *, recorded: bool):
+    """``(run, capture)``: the extraction, and with ``recorded`` its own forward pass as
+    :func:`analysis.contributions.record_layers` recorded it (None otherwise), so the
+    contributions need no second pass."""
+    from analysis.attention.extract import extract
+
+    if not recorded:
+        return extract(loaded, text, args.pair, max_tokens=args.max_tokens), None
+    from analysis.contributions import record_layers
+
+    with record_layers(loaded) as recorder:
+        run = extract(loaded, text, args.pair, max_tokens=args.max_tokens)
+    return run, recorder.capture(attentions=run.attentions)
+
+
 def analyze(args: argparse.Namespace) -> Path:
     """Run the whole analysis for parsed arguments and write the folder; returns it."""
-    from analysis.attention.extract import extract
     from analysis.attention.views import make_view, values_for_view
     from analysis.io.folder import write_analysis_folder
     from analysis.io.output_dir import output_folder
@@ -213,21 +257,22 @@ def analyze(args: argparse.Namespace) -> Path:
     rule = None if args.no_graph else sparsify_rule_from_args(args)
 
     loaded = load_model(args.model, allow_pickle=args.allow_pickle)
-    run = extract(loaded, text, args.pair, max_tokens=args.max_tokens)
+    needed = contribution_needed(view_spec_from_args(args))
+    timings: dict[str, float] = {}
+    run, capture = extracted(loaded, text, args, recorded=needed is not None)
     if run.notice:
         print(f"note: {run.notice}", file=sys.stderr)
 
-    timings: dict[str, float] = {}
     spec = resolved_spec(view_spec_from_args(args), run)
-    if spec.kind in CONTRIBUTION_KINDS:
+    if needed is not None:
         import dataclasses
 
-        from analysis.contributions import contributions_for_run
+        from analysis.contributions import contributions_for_run, run_contributions
 
         started = time.perf_counter()
-        arrays = contributions_for_run(loaded, run, kinds=(spec.kind,))
-        shown = {"value_norm": "value_norm_sum", "alti": "alti_rollout", "value_zeroing": "value_zeroing_rollout"}
-        run = dataclasses.replace(run, contributions={spec.kind: arrays[shown[spec.kind]]})
+        arrays = contributions_for_run(loaded, run, kinds=(needed,), capture=capture)
+        del capture
+        run = dataclasses.replace(run, contributions=run_contributions(arrays))
         timings["contributions"] = time.perf_counter() - started
     started = time.perf_counter()
     view = make_view(run, spec)
@@ -252,11 +297,13 @@ def analyze(args: argparse.Namespace) -> Path:
 
     flow = None
     if view.spec.kind == "flow":
+        from analysis.attention.capacities import layer_capacities
         from analysis.attention.flow import attention_flow
-        from analysis.attention.views import stack_attentions
 
         started = time.perf_counter()
-        token_flow = attention_flow(stack_attentions(run, view.spec.stack), view.spec.query, view.spec.layer)
+        spec = view.spec
+        capacities = layer_capacities(run, spec.through, upto_layer=spec.layer, stack=spec.stack)
+        token_flow = attention_flow(layers=capacities, query=spec.query, layer=spec.layer)
         flow = values_for_view(view, token_flow, side="col")
         timings["flow"] = time.perf_counter() - started
 

@@ -68,6 +68,13 @@ class ViewSpec:
             raise ValueError(f"unknown view '{self.kind}'; choose one of {', '.join(VIEW_KINDS)}")
         if self.stack not in STACKS:
             raise ValueError(f"unknown attention stack '{self.stack}'")
+        through = checked_through(self.through)  # any kind: a typo is an error, not ignored
+        through = through if self.kind in LAYERED_VIEW_KINDS else "attention"
+        if through != "attention" and self.stack != "self":
+            raise ValueError(
+                f"rollout and flow through {through.replace('_', ' ')} are defined for the "
+                "self-attention stack only (contributions are computed for it alone)"
+            )
         attentions = stack_attentions(run, self.stack)
         layers, heads = attentions.shape[:2]
         layer = self.layer + layers if self.layer < 0 else self.layer
@@ -79,13 +86,6 @@ class ViewSpec:
             raise ValueError("rollout and flow are defined for self-attention, not cross-attention")
         if self.kind in CONTRIBUTION_KINDS and self.stack != "self":
             raise ValueError("contributions are computed for the self-attention stack only")
-        through = checked_through(self.through)  # any kind: a typo is an error, not ignored
-        through = through if self.kind in LAYERED_VIEW_KINDS else "attention"
-        if through != "attention" and self.stack != "self":
-            raise ValueError(
-                f"rollout and flow through {through.replace('_', ' ')} are defined for the "
-                "self-attention stack only (contributions are computed for it alone)"
-            )
         if self.kind == "flow":
             if self.query is None:
                 raise ValueError("the flow view needs a query token")

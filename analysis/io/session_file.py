@@ -7,7 +7,11 @@ A session file is a zip archive of
   generation record (if any), and the person's choices (``state``: view, graph settings,
   layout, path kind, selected token, path ends), free-form JSON the window reads back;
 - ``arrays.npz``: the run's arrays (attentions, ids, offsets, masks, decoder and cross
-  attentions), read with ``allow_pickle=False``: opening a session file never runs code.
+  attentions), read with ``allow_pickle=False``: opening a session file never runs code;
+  the contributions computed for the run (``run.contributions``: ``"alti"``,
+  ``"alti_layers"``, ... :data:`analysis.contributions.RUN_KEYS`, each ``[layers, T, T]``)
+  as ``contributions.<key>``. Files without them (saved before they existed) open with no
+  contributions; entries of keys this version does not know are skipped.
 
 A damaged file, a file that is not a session, or one written by a newer version (a
 ``version`` above :data:`VERSION`) is refused with one sentence (:class:`SessionFileError`).
@@ -38,6 +42,7 @@ VERSION = 1
 SUFFIX = ".atlas"
 ARRAYS = ("input_ids", "offsets", "special_mask", "segment_ids", "attentions", "decoder_input_ids",
           "decoder_attentions", "cross_attentions")
+CONTRIBUTION_PREFIX = "contributions."  # arrays.npz name of run.contributions[key]
 MAX_JSON_BYTES = 200_000_000  # a session's text part; more means a damaged or hostile file
 
 
@@ -60,6 +65,7 @@ def save_session(path: str | os.PathLike, run: AttentionRun, *, state: dict[str,
         "state": state or {},
     }
     arrays = {name: np.asarray(getattr(run, name)) for name in ARRAYS if getattr(run, name) is not None}
+    arrays.update(_contribution_arrays(run))
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     tmp = path.with_name(f".{path.name}.partial")
@@ -127,6 +133,33 @@ def _json_default(value):
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"cannot save {type(value).__name__} in a session file")
+
+
+def _contribution_arrays(run: AttentionRun) -> dict[str, np.ndarray]:
+    """``run.contributions`` as arrays.npz entries (keys the format knows only)."""
+    from analysis.contributions import RUN_KEYS
+
+    unknown = sorted(set(run.contributions) - set(RUN_KEYS))
+    if unknown:
+        raise SessionFileError(f"cannot save contributions named {', '.join(unknown)}; a session file "
+                               f"holds {', '.join(RUN_KEYS)}")
+    return {CONTRIBUTION_PREFIX + key: np.asarray(value) for key, value in run.contributions.items()}
+
+
+def _contributions_from(arrays: dict[str, np.ndarray], layers: int, tokens: int) -> dict[str, np.ndarray]:
+    """The contributions saved in arrays.npz, checked against the run's shape."""
+    from analysis.contributions import RUN_KEYS
+
+    found = {}
+    for name, array in arrays.items():
+        key = name.removeprefix(CONTRIBUTION_PREFIX)
+        if not name.startswith(CONTRIBUTION_PREFIX) or key not in RUN_KEYS:
+            continue
+        if array.shape != (layers, tokens, tokens) or not np.issubdtype(array.dtype, np.floating):
+            raise ValueError(f"its {key} contributions have shape {array.shape} ({array.dtype}) for "
+                             f"{layers} layers and {tokens} tokens")
+        found[key] = _read_only(array)
+    return found
 
 
 def _run_document(run: AttentionRun) -> dict:
@@ -200,5 +233,6 @@ def _run_from(document: dict, arrays: dict[str, np.ndarray]) -> AttentionRun:
         decoder_labels=tuple(document["decoder_labels"]) if document.get("decoder_labels") else None,
         prompt_length=document.get("prompt_length"),
         generation=_generation(document.get("generation")),
+        contributions=_contributions_from(arrays, attentions.shape[0], len(tokens)),
         **optional,
     )

@@ -83,3 +83,67 @@ def test_a_pickled_array_is_never_loaded(tmp_path):
         archive.writestr("arrays.npz", buffer.getvalue())
     with pytest.raises(SessionFileError, match="damaged"):
         load_session(hostile)
+
+
+def contribution_arrays(layers: int, tokens: int, seed: int = 0) -> dict:
+    """Every key a run's contributions may hold, rows normalised, float32."""
+    from analysis.contributions import RUN_KEYS
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for key in RUN_KEYS:
+        array = rng.random((layers, tokens, tokens)).astype(np.float32)
+        out[key] = array / array.sum(axis=-1, keepdims=True)
+    return out
+
+
+def test_contributions_survive_and_keep_serving_rollout_and_flow(tmp_path):
+    from dataclasses import replace
+
+    from analysis.attention.capacities import layer_capacities
+    from analysis.attention.flow import attention_flow
+    from analysis.attention.views import ViewSpec, make_view
+
+    run = replace(word_run(layers=2), contributions=contribution_arrays(2, 5))
+    again, _ = load_session(save_session(tmp_path / "c.atlas", run))
+    assert set(again.contributions) == set(run.contributions)
+    for key, array in run.contributions.items():
+        np.testing.assert_array_equal(again.contributions[key], array)
+        assert again.contributions[key].dtype == np.float32 and not again.contributions[key].flags.writeable
+    spec = ViewSpec("flow", through="alti", query=1)
+    np.testing.assert_array_equal(make_view(again, spec).matrix, make_view(run, spec).matrix)
+    np.testing.assert_array_equal(attention_flow(layers=layer_capacities(again, "value_zeroing"), query=2),
+                                  attention_flow(layers=layer_capacities(run, "value_zeroing"), query=2))
+
+
+def test_a_file_without_contributions_opens_with_none_and_bad_ones_are_refused(tmp_path):
+    from dataclasses import replace
+
+    plain, _ = load_session(save_session(tmp_path / "plain.atlas", word_run()))
+    assert plain.contributions == {}
+    with pytest.raises(SessionFileError, match="cannot save contributions named saliency"):
+        save_session(tmp_path / "x.atlas", replace(word_run(), contributions={"saliency": np.eye(5)[None]}))
+    assert not (tmp_path / "x.atlas").exists()
+    import io
+
+    path = save_session(tmp_path / "ok.atlas", replace(word_run(), contributions=contribution_arrays(1, 5)))
+    with zipfile.ZipFile(path) as archive:
+        document = archive.read("session.json")
+        arrays = dict(np.load(io.BytesIO(archive.read("arrays.npz")), allow_pickle=False))
+    for name, value in (("contributions.alti_layers", np.ones((1, 4, 4), dtype=np.float32)),
+                        ("contributions.alti", np.array([["a"]]))):
+        buffer = io.BytesIO()
+        np.savez(buffer, **{**arrays, name: value})
+        damaged = tmp_path / "damaged.atlas"
+        with zipfile.ZipFile(damaged, "w") as archive:
+            archive.writestr("session.json", document)
+            archive.writestr("arrays.npz", buffer.getvalue())
+        with pytest.raises(SessionFileError, match="damaged: its alti"):
+            load_session(damaged)
+    buffer = io.BytesIO()  # a key a later version may add is skipped, not an error
+    np.savez(buffer, **{**arrays, "contributions.future_kind": np.ones((1, 5, 5))})
+    later = tmp_path / "later.atlas"
+    with zipfile.ZipFile(later, "w") as archive:
+        archive.writestr("session.json", document)
+        archive.writestr("arrays.npz", buffer.getvalue())
+    assert set(load_session(later)[0].contributions) == set(contribution_arrays(1, 5))
