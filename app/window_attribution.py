@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from app.tasks import TaskKind
 
+EXPORT_TITLES = {"strip": "the attribution strip", "bars": "the attribution bar chart",
+                 "matrix": "the generation's attribution matrix", "scores": "the attribution scores",
+                 "comparison": "the comparison of methods"}
+
 TARGETS = {  # what each kind of model can be asked for (the job says why when a head is missing)
     "decoder": ("next_token", "generation"),
     "encoder-decoder": ("next_token",),
@@ -52,8 +56,19 @@ class AttributionMixin:
             panel.show_attribution(outcome["attribution"], outcome.get("comparison"))
         self.attribution_ready.emit()
 
+    def _connect_attribution(self) -> None:
+        """The panel's exports and the linked selection (once)."""
+        if getattr(self, "_attribution_connected", False):
+            return
+        self._attribution_connected = True
+        self.attribution_panel.export_requested.connect(self.attribution_export_dialog)
+        self.session.events.selection.connect(self._on_selection_for_attribution)
+        self.session.events.attribution.connect(
+            lambda _outcome: self._on_selection_for_attribution(self.session.selected_token))
+
     def _on_result_for_attribution(self, result) -> None:
         panel = self.attribution_panel
+        self._connect_attribution()
         if result is None:
             return
         panel.set_targets(TARGETS.get(result.run.model.architecture, ()))
@@ -78,3 +93,63 @@ class AttributionMixin:
         result = (outcome or {}).get("attribution") or (outcome or {}).get("generation")
         if run is not None and result is not None and tuple(result.inputs.tokens) == tuple(run.tokens):
             self.session.select_token(token)
+
+    def _on_selection_for_attribution(self, token) -> None:
+        """Linked selection: a token selected in any view is framed in the panel too."""
+        run, outcome = self.session.run, self.session.attribution
+        result = (outcome or {}).get("attribution") or (outcome or {}).get("generation")
+        same_tokens = run is not None and result is not None and tuple(result.inputs.tokens) == tuple(run.tokens)
+        self.attribution_panel.set_selected_token(token if same_tokens else None)
+
+    def attribution_file_name(self, what: str, suffix: str) -> str:
+        """e.g. ``SmolLM2_integrated_gradients_strip.svg``."""
+        result = self.attribution_panel.result()
+        model = (self.session.run.model.name if self.session.run is not None else "attention").split(" ")[0]
+        method = result.method if result is not None else "attribution"
+        return f"{model.split('/')[-1]}_{method}_{what}{suffix}".replace(" ", "_")
+
+    def export_attribution(self, what: str, path: str, *, width: int | None = None, dpi: float | None = None,
+                           include_highlight: bool = False) -> bool:
+        """Write one of the panel's views (``strip``, ``bars``, ``matrix``) as a figure or
+        its ``scores`` / ``comparison`` as CSV; a failure is explained in the window."""
+        panel = self.attribution_panel
+        try:
+            if what == "scores":
+                panel.export_scores_csv(path)
+            elif what == "comparison":
+                panel.export_comparison_csv(path)
+            else:
+                panel.export_figure(what, path, width=width, dpi=dpi, include_highlight=include_highlight)
+        except (ValueError, OSError) as error:
+            self.show_error(f"Could not export {EXPORT_TITLES[what]}: {error}")
+            return False
+        self.statusBar().showMessage(f"Saved {EXPORT_TITLES[what]} to {path}", 5000)
+        return True
+
+    def attribution_export_dialog(self, what: str) -> None:
+        from pathlib import Path
+
+        from PySide6.QtWidgets import QDialog, QFileDialog
+
+        from app.exports import FIGURE_FILTERS, ImageExportDialog, with_suffix
+
+        if self.attribution_panel.result() is None:
+            self.show_error("Nothing to export yet: attribute first (the Attribution panel).")
+            return
+        table = what in ("scores", "comparison")
+        suffix = ".csv" if table else ".png"
+        folder = str(self.settings.value("export/folder") or "")
+        proposed = str(Path(folder) / self.attribution_file_name(what, suffix))
+        filters = "CSV (*.csv)" if table else FIGURE_FILTERS
+        path, chosen = QFileDialog.getSaveFileName(self, f"Export {EXPORT_TITLES[what]}", proposed, filters)
+        if not path:
+            return
+        path = with_suffix(path, chosen, suffix)
+        self.settings.setValue("export/folder", str(Path(path).parent))
+        if table:
+            self.export_attribution(what, path)
+            return
+        dialog = ImageExportDialog(self)
+        if dialog.exec() == QDialog.Accepted:
+            self.export_attribution(what, path, width=dialog.width_spin.value(), dpi=dialog.dpi_spin.value(),
+                                    include_highlight=dialog.highlight_check.isChecked())

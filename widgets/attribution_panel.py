@@ -12,13 +12,26 @@ attention-based importance of the target position included, so a person sees whi
 explanation is faithful on this input. A generation's attribution is a matrix [generated
 tokens x earlier tokens] shown as a signed heatmap; rows appear as they are computed.
 
-Emits ``run_requested`` (read :meth:`settings`), ``cancel_requested`` and
-``token_selected(token)`` (a run token, for linked selection).
+Linked selection goes both ways: clicking a unit selects its token in every view
+(``token_selected``), and a token selected elsewhere is framed in the strip, its bar drawn
+in bold and its row of the comparison table selected (:meth:`AttributionPanel.set_selected_token`).
+
+Every view exports (the Export button): the strip and the bar chart as PNG, SVG or PDF
+(:mod:`analysis.io.figures.attribution`, clean unless asked otherwise), a generation's
+matrix like the main heatmap, the scores as CSV (``index,token,start,end,score`` as
+``attention-atlas attribute`` writes it; a generation's matrix with one row per generated
+token) and the comparison table as shown.
+
+Emits ``run_requested`` (read :meth:`settings`), ``cancel_requested``,
+``token_selected(token)`` (a run token, for linked selection) and ``export_requested(what)``
+(``"strip"``, ``"bars"``, ``"matrix"``, ``"scores"``, ``"comparison"``).
 """
 
 from __future__ import annotations
 
+import csv
 import html
+import os
 
 import numpy as np
 import pyqtgraph as pg
@@ -32,11 +45,13 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
     QPushButton,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QTextBrowser,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -50,19 +65,23 @@ from analysis.attribution.options import (
     TARGET_FUNCTION_ITEMS,
     TARGET_ITEMS,
 )
+from analysis.io.figures.attribution import (
+    BAR_COUNT,
+    attribution_bars_figure,
+    attribution_strip_figure,
+    diverging_color,
+)
 from analysis.io.numbers import format_number
+from widgets import figure_export
 from widgets.heatmap import AttentionHeatmap
 
-BLUE, WHITE, RED = np.array([33, 102, 172]), np.array([255, 255, 255]), np.array([178, 24, 43])
-BAR_COUNT = 25  # the bar chart shows the strongest units
-
-
-def diverging_color(value: float, scale: float) -> str:
-    """``#rrggbb`` for ``value`` on a blue-white-red map centred at 0 with ``|value| = scale``
-    at the ends."""
-    t = 0.0 if scale <= 0 else max(-1.0, min(1.0, value / scale))
-    rgb = WHITE + (RED - WHITE) * t if t >= 0 else WHITE + (BLUE - WHITE) * -t
-    return "#{:02x}{:02x}{:02x}".format(*(int(round(c)) for c in rgb))
+EXPORTS = (  # (what, menu text, tooltip)
+    ("strip", "Token strip as PNG, SVG or PDF…", "The text coloured by the scores, with its legend"),
+    ("bars", "Bar chart as PNG, SVG or PDF…", f"The {BAR_COUNT} strongest units"),
+    ("matrix", "Generation matrix as PNG, SVG or PDF…", "Generated tokens x earlier tokens"),
+    ("scores", "Scores as CSV…", "index,token,start,end,score (a generation: its matrix)"),
+    ("comparison", "Comparison table as CSV…", "The methods side by side, as shown"),
+)
 
 
 def _combo(items) -> QComboBox:
@@ -79,10 +98,13 @@ class AttributionPanel(QWidget):
     run_requested = Signal()
     cancel_requested = Signal()
     token_selected = Signal(int)
+    export_requested = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._result = None
+        self._selected_unit: int | None = None
+        self._shown: tuple | None = None  # (labels, scores, token_units, signed) of the strip
         self.method_box = _combo(METHOD_ITEMS)
         self.method_box.setCurrentIndex(self.method_box.findData("integrated_gradients"))
         self.target_box = _combo(TARGET_ITEMS)
@@ -144,10 +166,25 @@ class AttributionPanel(QWidget):
                               "low is better) and Spearman correlation with the first method")
         self.matrix = AttentionHeatmap()
         self.matrix.setVisible(False)
+        self.export_button = QToolButton()
+        self.export_button.setText("Export")
+        self.export_button.setToolTip("Save the attribution's views as figures, its scores as CSV")
+        self.export_button.setPopupMode(QToolButton.InstantPopup)
+        menu = QMenu(self.export_button)
+        self.export_actions = {}
+        for what, text, tip in EXPORTS:
+            action = menu.addAction(text)
+            action.setToolTip(tip)
+            action.triggered.connect(lambda _=False, w=what: self.export_requested.emit(w))
+            self.export_actions[what] = action
+        self.export_button.setMenu(menu)
+        self.table.itemSelectionChanged.connect(self._on_table_selection)
         self.method_box.currentIndexChanged.connect(self._update_enabled)
         self.target_box.currentIndexChanged.connect(self._update_enabled)
+        self._bar_order: list[int] = []
         self._build_layout()
         self._update_enabled()
+        self._update_exports()
 
     def _build_layout(self) -> None:
         form = QFormLayout()
@@ -173,6 +210,7 @@ class AttributionPanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button, 1)
         buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.export_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addLayout(form)
@@ -227,6 +265,18 @@ class AttributionPanel(QWidget):
         self.run_button.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
 
+    def _update_exports(self) -> None:
+        result = self._result
+        generation = result is not None and hasattr(result, "target_labels")
+        for what, action in self.export_actions.items():
+            enabled = result is not None
+            if what == "matrix":
+                enabled = generation
+            elif what == "comparison":
+                enabled = self.table.rowCount() > 0
+            action.setEnabled(enabled)
+        self.export_button.setEnabled(result is not None)
+
     # Results ------------------------------------------------------------------------------------------
     def show_message(self, text: str) -> None:
         self.summary.setText(text)
@@ -234,12 +284,14 @@ class AttributionPanel(QWidget):
     def show_attribution(self, result, comparison: dict | None = None) -> None:
         """An ``analysis.attribution.Attribution`` (and the comparison of methods, if any)."""
         self._result = result
+        self._selected_unit = None
         self.matrix.setVisible(False)
         labels, scores = result.units.labels, np.asarray(result.scores, dtype=np.float64)
         self.summary.setText(self._summary_text(result))
         self._fill_strip(labels, scores, result.units.token_units, signed=result.method != "saliency")
         self._fill_bars(labels, scores)
         self._fill_table(labels, comparison)
+        self._update_exports()
 
     def show_generation_row(self, row: int, scores: np.ndarray, labels) -> None:
         """A row of a generation's matrix, as it arrives."""
@@ -248,6 +300,7 @@ class AttributionPanel(QWidget):
     def show_generation(self, result) -> None:
         """An ``analysis.attribution.GenerationAttribution``: the signed matrix."""
         self._result = result
+        self._selected_unit = None
         scores = np.nan_to_num(np.asarray(result.scores, dtype=np.float64))
         self.matrix.setVisible(True)
         self.matrix.set_matrix(scores, list(result.target_labels), list(result.units.labels),
@@ -265,6 +318,7 @@ class AttributionPanel(QWidget):
         self._fill_strip(result.units.labels, totals, result.units.token_units, signed=False)
         self._fill_bars(result.units.labels, totals)
         self.table.setRowCount(0)
+        self._update_exports()
 
     def _summary_text(self, result) -> str:
         target = result.target
@@ -285,7 +339,9 @@ class AttributionPanel(QWidget):
         return text
 
     def _fill_strip(self, labels, scores: np.ndarray, token_units, *, signed: bool) -> None:
-        scale = float(np.nanmax(np.abs(scores))) if len(scores) else 0.0
+        self._shown = (tuple(labels), np.asarray(scores, dtype=np.float64), np.asarray(token_units), signed)
+        finite = np.abs(scores[np.isfinite(scores)]) if len(scores) else np.zeros(0)
+        scale = float(finite.max()) if finite.size else 0.0
         first_token = {}
         for token, unit in enumerate(np.asarray(token_units)):
             first_token.setdefault(int(unit), token)
@@ -293,9 +349,13 @@ class AttributionPanel(QWidget):
         for unit, (label, value) in enumerate(zip(labels, scores, strict=True)):
             colour = diverging_color(value if signed else abs(value), scale)
             title = html.escape(f"{label}: {format_number(value, 4)}")
+            text = html.escape(label)
+            if unit == self._selected_unit:  # linked selection: the token chosen in another view
+                text = f"<b><u>{text}</u></b>"
             parts.append(f'<a href="#t{first_token.get(unit, 0)}" style="text-decoration:none;color:black;'
-                         f'background:{colour}" title="{title}">{html.escape(label)}</a>')
-        self.strip.setHtml("<p style='line-height:160%'>" + " ".join(parts) + "</p>")
+                         f'background:{colour}" title="{title}">{text}</a>')
+        self._strip_source = "<p style='line-height:160%'>" + " ".join(parts) + "</p>"
+        self.strip.setHtml(self._strip_source)
         low = f"{format_number(-scale, 3)} lowers" if signed else "0"
         self.legend.setText(
             f"<span style='background:{diverging_color(-scale, scale)}'>&nbsp;{low}&nbsp;</span> "
@@ -308,8 +368,10 @@ class AttributionPanel(QWidget):
         order = np.argsort(-np.abs(np.nan_to_num(scores)))[:BAR_COUNT][::-1]
         values = np.nan_to_num(scores[order])
         brushes = [pg.mkBrush(diverging_color(v, float(np.abs(values).max() or 1))) for v in values]
+        pens = [pg.mkPen("#1f4fd1", width=3) if int(j) == self._selected_unit else pg.mkPen("#555") for j in order]
+        self._bar_order = [int(j) for j in order]
         plot.addItem(pg.BarGraphItem(x0=0, y=np.arange(len(order)), height=0.8, width=values, brushes=brushes,
-                                     pen=pg.mkPen("#555")))
+                                     pens=pens))
         plot.getAxis("left").setTicks([[(i, labels[j]) for i, j in enumerate(order)]])
         plot.setLabel("bottom", "score")
 
@@ -333,9 +395,132 @@ class AttributionPanel(QWidget):
             for row, value in enumerate(values):
                 self.table.setItem(row, column, QTableWidgetItem(format_number(value, 4)))
 
+    # Linked selection -----------------------------------------------------------------------------------
+    def set_selected_token(self, token: int | None) -> None:
+        """Frame the unit of run token ``token`` (selected in another view): bold in the
+        strip, a bold outline in the bar chart, its row selected in the comparison table."""
+        unit = None
+        if token is not None and self._shown is not None:
+            token_units = self._shown[2]
+            if 0 <= int(token) < len(token_units):
+                unit = int(token_units[int(token)])
+        if unit == self._selected_unit:
+            return
+        self._selected_unit = unit
+        if self._shown is None:
+            return
+        labels, scores, token_units, signed = self._shown
+        self._fill_strip(labels, scores, token_units, signed=signed)
+        self._fill_bars(labels, scores)
+        if self.table.rowCount() > 3:
+            blocked = self.table.blockSignals(True)
+            self.table.clearSelection()
+            if unit is not None and 3 + unit < self.table.rowCount():
+                self.table.selectRow(3 + unit)
+            self.table.blockSignals(blocked)
+
+    def selected_unit(self) -> int | None:
+        return self._selected_unit
+
+    def bar_pen_widths(self) -> dict[int, float]:
+        """Unit -> outline width of its bar (tests: the selected unit's bar is bold)."""
+        items = [i for i in self.bars.getPlotItem().items if isinstance(i, pg.BarGraphItem)]
+        if not items:
+            return {}
+        pens = items[0].opts.get("pens") or []
+        return {unit: pg.mkPen(pen).widthF() for unit, pen in zip(self._bar_order, pens, strict=False)}
+
+    def _on_table_selection(self) -> None:
+        rows = {index.row() for index in self.table.selectedIndexes()}
+        if len(rows) != 1 or self._shown is None:
+            return
+        unit = next(iter(rows)) - 3
+        token_units = self._shown[2]
+        tokens = np.flatnonzero(token_units == unit)
+        if unit >= 0 and tokens.size:
+            self.token_selected.emit(int(tokens[0]))
+
+    # Figures and files ------------------------------------------------------------------------------------
+    def _notes(self) -> list[str]:
+        text = self.summary.text()
+        return [text] if text else []
+
+    def strip_figure(self, *, include_highlight: bool = False, title: str | None = None):
+        """The strip as a figure (clean: no selected unit, unless ``include_highlight``)."""
+        if self._shown is None:
+            raise ValueError("nothing to export: no attribution is shown")
+        labels, scores, _units, signed = self._shown
+        return attribution_strip_figure(
+            labels, scores, signed=signed, title=title or self._title(), notes=self._notes(),
+            selected=self._selected_unit if include_highlight else None, metrics=figure_export.figure_metrics())
+
+    def bars_figure(self, *, include_highlight: bool = False, title: str | None = None):
+        """The bar chart as a figure (the strongest units)."""
+        if self._shown is None:
+            raise ValueError("nothing to export: no attribution is shown")
+        labels, scores, _units, _signed = self._shown
+        return attribution_bars_figure(labels, scores, title=title or self._title(), notes=self._notes(),
+                                       metrics=figure_export.figure_metrics())
+
+    def export_figure(self, what: str, path, *, width: int | None = None, dpi: float | None = None,
+                      include_highlight: bool = False, title: str | None = None):
+        """Write the ``strip``, ``bars`` or ``matrix`` view as PNG, SVG or PDF (by extension)."""
+        if what == "matrix":
+            if not self.matrix.isVisible() or self._result is None:
+                raise ValueError("nothing to export: no generation matrix is shown")
+            return self.matrix.export_figure(path, width=width, dpi=dpi, include_highlight=include_highlight,
+                                             title=title)
+        make = {"strip": self.strip_figure, "bars": self.bars_figure}[what]
+        return figure_export.write_figure(make(include_highlight=include_highlight, title=title), path,
+                                          width=width, dpi=dpi)
+
+    def export_scores_csv(self, path: str | os.PathLike) -> None:
+        """The scores as CSV: ``index,token,start,end,score`` per unit (as ``attention-atlas
+        attribute`` writes ``attribution.csv``); a generation: one row per generated token,
+        one column per earlier unit (empty where a unit comes after the token)."""
+        result = self._result
+        if result is None:
+            raise ValueError("nothing to export: no attribution is shown")
+        path = figure_export.check_writable(path, "CSV")
+        if hasattr(result, "target_labels"):
+            matrix = np.asarray(result.scores, dtype=np.float64)
+            with open(path, "w", newline="", encoding="utf-8") as handle:
+                out = csv.writer(handle)
+                out.writerow(["generated", "token", *[f"{j}:{label}" for j, label in enumerate(result.units.labels)]])
+                for row, label in enumerate(result.target_labels):
+                    out.writerow([row, label, *["" if not np.isfinite(v) else format_number(v) for v in matrix[row]]])
+            return
+        from analysis.io.folder import write_tokens_csv
+
+        spans = [(int(a), int(b)) for a, b in np.asarray(result.units.spans).reshape(-1, 2)]
+        write_tokens_csv(path, result.units.labels, spans, {"score": np.asarray(result.scores, dtype=np.float64)})
+
+    def export_comparison_csv(self, path: str | os.PathLike) -> None:
+        """The comparison table as shown (rows: AOPC figures, Spearman, then each unit)."""
+        if self.table.rowCount() == 0:
+            raise ValueError("nothing to export: no comparison is shown (tick Compare methods and attribute)")
+        path = figure_export.check_writable(path, "CSV")
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            out = csv.writer(handle)
+            columns = [self.table.horizontalHeaderItem(c).text() for c in range(self.table.columnCount())]
+            out.writerow(["row", *columns])
+            for r in range(self.table.rowCount()):
+                header = self.table.verticalHeaderItem(r)
+                cells = [self.table.item(r, c) for c in range(self.table.columnCount())]
+                out.writerow([header.text() if header else r, *[c.text() if c else "" for c in cells]])
+
+    def _title(self) -> str:
+        result = self._result
+        if result is None:
+            return "attribution"
+        target = getattr(result, "target", None)
+        what = getattr(target, "description", None) or "the generated tokens"
+        return f"{result.method.replace('_', ' ')} · {what}"
+
     # Accessors (tests, exports) -------------------------------------------------------------------------
     def result(self):
         return self._result
 
     def strip_html(self) -> str:
-        return self.strip.toHtml()
+        """The strip's HTML as the panel wrote it (the selected unit in ``<b><u>``)."""
+        return getattr(self, "_strip_source", "")

@@ -194,7 +194,35 @@ def _tokens(qtbot) -> TokenTextView:
     return v
 
 
+class _FigureView:
+    """An attribution view's figure with the widgets' ``export_figure`` signature."""
+
+    def __init__(self, make) -> None:
+        self.make = make
+
+    def export_figure(self, path, *, width=None, dpi=None, include_highlight=False, title=None):
+        from widgets.figure_export import write_figure
+
+        return write_figure(self.make(include_highlight), path, width=width, dpi=dpi)
+
+
+def _attribution(kind: str):
+    from analysis.io.figures.attribution import attribution_bars_figure, attribution_strip_figure
+    from widgets.figure_export import figure_metrics
+
+    labels = ["[CLS]", "the", "capital", "of", "france", "is", "paris", ".", "[SEP]"]
+    scores = np.array([np.nan, 0.1, -0.8, 0.05, 1.2, 0.3, -0.4, 0.0, np.nan])
+    if kind == "strip":
+        return _FigureView(lambda highlight: attribution_strip_figure(
+            labels, scores, title="Integrated Gradients · ' Paris'", notes=["f(x) = -0.52, f(baseline) = -9.1."],
+            selected=4 if highlight else None, metrics=figure_metrics()))
+    return _FigureView(lambda highlight: attribution_bars_figure(
+        labels, scores, title="Integrated Gradients · ' Paris'", metrics=figure_metrics()))
+
+
 FIGURES = {
+    "attribution_strip": lambda qtbot: _attribution("strip"),
+    "attribution_bars": lambda qtbot: _attribution("bars"),
     "heatmap": lambda qtbot: _heatmap(qtbot),
     "heatmap_signed": lambda qtbot: _heatmap(qtbot, "signed"),
     "heatmap_causal_log": lambda qtbot: _heatmap(qtbot, "causal_log"),
