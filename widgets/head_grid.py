@@ -455,9 +455,11 @@ class HeadOverview(QWidget):
 
     def _update_title(self) -> None:
         title = "head  (rows: layer)"
-        if self._rows is not None:
-            title += f" · attention of {self._rows_caption}"
-        self._plot.getAxis("top").setLabel(title, color=self._fg.name())
+        axis = self._plot.getAxis("top")
+        if self._rows is not None:  # short on the axis (the dock is narrow), whole in the tooltip
+            title = f"row of {self._rows_caption.split(',')[0]}"
+        axis.setLabel(title, color=self._fg.name())
+        axis.setToolTip(f"Each tile: the attention row of {self._rows_caption}" if self._rows is not None else "")
 
     def _render(self) -> None:
         th = self._tiles()
