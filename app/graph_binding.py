@@ -18,6 +18,9 @@ from app.session import Session
 from app.tasks import TaskKind
 from app.view_binding import later
 
+EMPTY_VIEW_TEXT = ("Nothing to show: every token of this view is a special token; "
+                   "turn off Hide specials to see them.")
+
 
 def route_text(steps, labels) -> str:
     """``cat (L6–L3) → mat (L2–L0)``: a route's tokens, levels a token stays on grouped."""
@@ -121,6 +124,9 @@ class GraphBinding:
             self._clear("Cross-attention links two token sequences: the graph shows self-attention views."
                         if view is not None else "")
             return
+        if view.matrix.shape[0] == 0:  # every token hidden (all special, Hide specials on)
+            self._clear(EMPTY_VIEW_TEXT, hint=EMPTY_VIEW_TEXT)
+            return
         shown = self._shown()
         if shown is None:
             kind = TaskKind.LAYERED if s.layered_mode else TaskKind.GRAPH
@@ -140,9 +146,9 @@ class GraphBinding:
                 canvas.set_layout("force", positions)
         self._fill_table()
 
-    def _clear(self, message: str) -> None:
+    def _clear(self, message: str, *, hint: str | None = None) -> None:
         self._drawn = None
-        self.canvas.clear()
+        self.canvas.clear(hint)
         self.table.clear()
         self._tabled = None
         self.panel.info.setText(message)

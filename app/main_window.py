@@ -10,15 +10,20 @@ and saves the settings.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QRect, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QIcon, QKeySequence
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
     QApplication,
+    QComboBox,
     QDockWidget,
     QLabel,
+    QLineEdit,
     QMainWindow,
     QMessageBox,
+    QPlainTextEdit,
     QScrollArea,
+    QTextEdit,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -26,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from app.exports import Exports
 from app.graph_binding import GraphBinding
+from app.help_browser import HelpBrowser, help_markdown
 from app.model_picker import ModelPicker
 from app.planner import Planner
 from app.session import Session
@@ -42,6 +48,7 @@ from widgets.generation_panel import GenerationPanel
 from widgets.graph_panel import GraphPanel
 from widgets.head_grid import HeadOverview
 from widgets.heatmap import COLORMAPS, AttentionHeatmap
+from widgets.heatmap_axes import value_name
 from widgets.input_panel import InputPanel
 from widgets.metrics_table import MetricsTable
 from widgets.token_view import TokenTextView
@@ -50,6 +57,94 @@ from widgets.view_controls import ViewControls
 APP_NAME = "Attention Atlas"
 AUTOSAVE_MS = 60_000  # texts and choices are saved this often, and on close
 SHUTDOWN_WAIT_S = 2.0  # closing waits at most this long for background work to stop
+METRICS_ROWS = 8  # rows of the metrics table visible in the default layout
+
+
+def dock_sizes(width: int, height: int, metrics_px: int) -> dict[str, int]:
+    """Pixel sizes of the default layout in a ``width`` x ``height`` window.
+
+    Columns: the left one (input, heads) takes 26% of the width within 300..460 px (at
+    1600 px its 416 px give 12 heads tiles of 28 px or more), the right one (graph,
+    metrics) 32% within 420..640 px; the heatmap in the middle keeps the rest, at least
+    420 px. Rows: input 40% of the left column over the heads; the metrics table
+    ``metrics_px`` (its rows) or 38% of the right column, whichever is more, under the
+    graph; the tokens strip 11% of the height within 80..130 px.
+
+    Examples
+    --------
+    >>> s = dock_sizes(1280, 720, 240)
+    >>> 1280 - s["left"] - s["right"] >= 420, s["metrics"] >= 240
+    (True, True)
+    """
+    left = min(max(round(0.26 * width), 300), 460)
+    right = min(max(round(0.32 * width), 420), 640)
+    spare = width - left - right - 420
+    if spare < 0:  # a narrow window: the right column gives way first, then the left
+        cut = min(-spare, right - 360)
+        right -= cut
+        left = max(left + spare + cut, 240)
+    column = max(height - 80, 200)  # menus, toolbar, status bar
+    metrics = min(max(metrics_px, round(0.38 * column)), column - 260)
+    return {
+        "left": left, "right": right, "input": round(0.4 * column), "heads": column - round(0.4 * column),
+        "graph": column - metrics, "metrics": metrics, "tokens": min(max(round(0.11 * height), 80), 130),
+    }
+
+
+#: The layer and head keys (PgUp/PgDn: layer, Ctrl+Left/Right: head) as (key, modifiers).
+LAYER_HEAD_KEYS = (
+    (Qt.Key.Key_PageUp, Qt.KeyboardModifier.NoModifier), (Qt.Key.Key_PageDown, Qt.KeyboardModifier.NoModifier),
+    (Qt.Key.Key_Left, Qt.KeyboardModifier.ControlModifier), (Qt.Key.Key_Right, Qt.KeyboardModifier.ControlModifier),
+)
+SHORTCUT_RULE = ("PgUp/PgDn (layer) and Ctrl+←/→ (head) work everywhere in the window except in a box "
+                 "where you type text (the text, the pair, the prompt, a filter): there they keep their "
+                 "text meaning (PgUp/PgDn scroll the text, Ctrl+←/→ move the cursor by a word). Click the "
+                 "heatmap, or press Tab, to leave the text box.")
+
+
+def is_text_box(widget: QWidget | None) -> bool:
+    """Whether ``widget`` is a box where a person types text: an editable line or text
+    edit, but not the line inside a spin box or a combo box (there the layer/head keys
+    switch, as everywhere outside text)."""
+    if isinstance(widget, QLineEdit):
+        return not widget.isReadOnly() and not isinstance(widget.parent(), (QAbstractSpinBox, QComboBox))
+    if isinstance(widget, (QPlainTextEdit, QTextEdit)):
+        return not widget.isReadOnly()
+    return False
+
+
+class LayerHeadKeys(QObject):
+    """One rule for the layer/head keys in ``window``: in a text box they keep their text
+    meaning, everywhere else they switch layer or head.
+
+    Without it the rule depended on the widget: a text edit took Ctrl+←/→ (word by word)
+    but let PgUp/PgDn switch layers, and a spin box took Ctrl+←/→ for its cursor. Qt
+    asks the focus widget first (a ShortcutOverride event): accepted, the key goes to the
+    widget; ignored, the window's shortcut runs. The filter sits on the focus widget only
+    (it follows the focus), so other events never pass through Python for it."""
+
+    def __init__(self, window: QWidget) -> None:
+        super().__init__(window)
+        self._window = window
+        QApplication.instance().focusChanged.connect(self._on_focus_changed)
+
+    def _on_focus_changed(self, old: QWidget | None, new: QWidget | None) -> None:
+        if old is not None:
+            old.removeEventFilter(self)
+        if new is not None and new.window() is self._window:
+            new.installEventFilter(self)
+
+    def eventFilter(self, watched, event):  # noqa: N802 (Qt API)
+        if event.type() != QEvent.Type.ShortcutOverride or not isinstance(watched, QWidget):
+            return False
+        modifiers = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        if not any(event.key() == key and modifiers == mods for key, mods in LAYER_HEAD_KEYS):
+            return False
+        if is_text_box(watched):
+            event.accept()  # the text box gets the key press
+        else:
+            event.ignore()  # the layer/head shortcut runs
+        return True
 
 
 class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, AttributionMixin, QMainWindow):
@@ -76,6 +171,7 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, Attributio
         self.planner.analysis_handlers.update(done=self._on_analysed, failed=self._on_analysis_failed,
                                               cancelled=self._on_analysis_cancelled, generated=self._on_generated)
         self._stop_generation = None
+        self.help_browser: HelpBrowser | None = None  # made on the first F1
         self._progress_text: dict[TaskKind, str] = {}
         self._build_widgets()
         self._build_docks()
@@ -84,6 +180,7 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, Attributio
         self.graph_binding = GraphBinding(self, self.session)
         self.exports = Exports(self)
         self._connect()
+        self._keys = LayerHeadKeys(self)
         self._restore_settings()
         self.status_model.setText("Type a text (or pick a sample) and press Ctrl+Enter.")
         self._autosave = QTimer(self)  # the texts and choices survive a crash, not only a close
@@ -104,6 +201,7 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, Attributio
         self.graph_panel = GraphPanel()
         self.graph_panel.canvas.set_size_metric("pagerank")
         self.metrics_table = MetricsTable()
+        self.token_view.setMinimumHeight(44)  # two lines of text: the strip under the heatmap stays thin
         self.generation_panel = GenerationPanel(case_studies())
         self.attribution_panel = AttributionPanel()
         central = QWidget()
@@ -135,11 +233,17 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, Attributio
         return dock
 
     def _build_docks(self) -> None:
+        """Left column: Input (tabbed with Generate) over Heads. Right column: Graph (tabbed
+        with Attribution) over its Metrics table, so the table lists the nodes drawn above
+        it, gets the column's width and at least 8 rows, and the heatmap keeps the centre's
+        full height. Bottom, under the heatmap only: the Tokens view (a line or two of text)."""
+        self.setCorner(Qt.BottomLeftCorner, Qt.LeftDockWidgetArea)
+        self.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)
         self.input_dock = self._dock("Input", "inputDock", self.input_panel, Qt.LeftDockWidgetArea)
         self.heads_dock = self._dock("Heads", "headsDock", self.head_overview, Qt.LeftDockWidgetArea)
         self.graph_dock = self._dock("Graph", "graphDock", self.graph_panel, Qt.RightDockWidgetArea)
+        self.metrics_dock = self._dock("Metrics", "metricsDock", self.metrics_table, Qt.RightDockWidgetArea)
         self.tokens_dock = self._dock("Tokens", "tokensDock", self.token_view, Qt.BottomDockWidgetArea)
-        self.metrics_dock = self._dock("Metrics", "metricsDock", self.metrics_table, Qt.BottomDockWidgetArea)
         self.generate_dock = self._dock("Generate", "generateDock", self.generation_panel, Qt.LeftDockWidgetArea,
                                        scroll=True)
         self.tabifyDockWidget(self.input_dock, self.generate_dock)
@@ -148,25 +252,26 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, Attributio
                                           Qt.RightDockWidgetArea, scroll=True)
         self.tabifyDockWidget(self.graph_dock, self.attribution_dock)
         self.graph_dock.raise_()
-        self.tabifyDockWidget(self.tokens_dock, self.metrics_dock)
-        self.tokens_dock.raise_()
         self.setDockOptions(QMainWindow.AnimatedDocks | QMainWindow.AllowTabbedDocks | QMainWindow.AllowNestedDocks)
 
-    def _fit_to_screen(self) -> None:
-        """First start: fill most of the screen, heatmap in the middle, docks in proportion."""
-        screen = QGuiApplication.primaryScreen()
-        available = screen.availableGeometry() if screen is not None else None
-        width = min(1500, int(available.width() * 0.96)) if available else 1500
-        height = min(940, int(available.height() * 0.94)) if available else 940
-        self.resize(width, height)
+    def fit_to_screen(self, available: QRect | None = None) -> None:
+        """First start: fill the screen's available area (``available``, default the primary
+        screen's) and share it out between the heatmap and the docks (see dock_sizes)."""
+        if available is None:
+            screen = self.screen() or QGuiApplication.primaryScreen()
+            available = screen.availableGeometry() if screen is not None else QRect(0, 0, 1500, 940)
+        self.setGeometry(available)
         self._split_docks()
         QTimer.singleShot(0, self._split_docks)  # again once shown: Qt lays docks out on show
 
     def _split_docks(self) -> None:
-        width, height = self.width(), self.height()
-        self.resizeDocks([self.input_dock, self.graph_dock], [int(width * 0.22), int(width * 0.34)], Qt.Horizontal)
-        self.resizeDocks([self.input_dock, self.heads_dock], [int(height * 0.45), int(height * 0.35)], Qt.Vertical)
-        self.resizeDocks([self.tokens_dock], [int(height * 0.12)], Qt.Vertical)
+        dock = self.metrics_dock
+        title = max(dock.sizeHint().height() - self.metrics_table.sizeHint().height(), 0)
+        sizes = dock_sizes(self.width(), self.height(), self.metrics_table.rows_height(METRICS_ROWS) + title + 4)
+        self.resizeDocks([self.input_dock, self.graph_dock], [sizes["left"], sizes["right"]], Qt.Horizontal)
+        self.resizeDocks([self.input_dock, self.heads_dock], [sizes["input"], sizes["heads"]], Qt.Vertical)
+        self.resizeDocks([self.graph_dock, self.metrics_dock], [sizes["graph"], sizes["metrics"]], Qt.Vertical)
+        self.resizeDocks([self.tokens_dock], [sizes["tokens"]], Qt.Vertical)
 
     def _action(self, menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
         action = QAction(text, self)
@@ -222,7 +327,8 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, Attributio
         self._action(view_menu, "Reset heatmap zoom", self.heatmap.reset_view, "Ctrl+0")
 
         help_menu = self.menuBar().addMenu("&Help")
-        self._action(help_menu, "What the numbers mean", self.show_conventions, "F1")
+        self._action(help_menu, "What the numbers mean", self.show_help, "F1",
+                     "The definitions of every number, the views and the shortcuts (searchable)")
         self._action(help_menu, "About Attention Atlas", self.show_about)
 
         toolbar = QToolBar("Model")
@@ -258,6 +364,12 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, Attributio
         self.attribution_panel.token_selected.connect(self._on_attribution_token)
         self.host.settled.connect(self._on_settled)
         self.session.events.error.connect(self._on_task_error)
+        self.session.events.view.connect(self._on_view_for_colorbar)  # after the binding has drawn it
+
+    def _on_view_for_colorbar(self, view) -> None:
+        """The colour bar says what the view's numbers are ("ALTI contribution", ...)."""
+        if view is not None:
+            self.heatmap.set_value_name(value_name(view.spec.kind, stack=view.spec.stack, signed=view.signed))
 
     # Settings --------------------------------------------------------------------------------------
 
@@ -433,8 +545,37 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, Attributio
         return self.exports.export_network(path)
 
     # Help ----------------------------------------------------------------------------------------------
-    def show_conventions(self) -> None:
-        QMessageBox.information(self, "What the numbers mean", CONVENTIONS_TEXT)
+    def show_help(self) -> HelpBrowser:
+        """Open (or bring to the front) the help window: the README's definitions of every
+        number and the shortcuts, with a find box. Non-modal; returns the window."""
+        if self.help_browser is None:
+            self.help_browser = HelpBrowser(help_markdown(self.shortcut_list(), SHORTCUT_RULE), self)
+            screen = self.screen().availableGeometry() if self.screen() is not None else None
+            if screen is not None:
+                self.help_browser.resize(min(780, screen.width()), min(820, screen.height() - 40))
+        self.help_browser.show()
+        self.help_browser.raise_()
+        self.help_browser.activateWindow()
+        self.help_browser.find_edit.setFocus()
+        return self.help_browser
+
+    def shortcut_list(self) -> list[tuple[str, str]]:
+        """``(what, keys)`` of every menu action that has a shortcut, in menu order."""
+        out = []
+
+        def name(action) -> str:
+            return action.text().replace("&", "").rstrip("…")
+
+        def walk(actions, within: str | None = None) -> None:
+            for action in actions:
+                if action.menu() is not None:  # a menu of the bar names nothing; a submenu its items
+                    walk(action.menu().actions(), "" if within is None else name(action) + ": ")
+                elif action.shortcuts():
+                    keys = " or ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts())
+                    out.append(((within or "") + name(action), keys))
+
+        walk(self.menuBar().actions())
+        return out
 
     def show_about(self) -> None:
         QMessageBox.about(self, "About Attention Atlas",
@@ -445,21 +586,6 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, Attributio
         self.save_settings()
         self.host.shutdown(SHUTDOWN_WAIT_S)
         super().closeEvent(event)
-
-
-CONVENTIONS_TEXT = """\
-Heatmap: rows are queries, columns are keys. A[i, j] is how much query token i attends to key token j; each row sums to 1.
-Causal models: the upper triangle is masked (a token cannot see later tokens), not weak attention.
-
-Graph: an edge i → j with weight A[i, j] means "i attends to j". Path lengths are −ln(weight): the most probable path is the chain of attention with the largest product of weights; the widest path maximises its weakest link. Views whose values exceed 1 (max of heads merged into words) are divided by their largest value for the graph, and the graph's info line says so.
-
-Communities: Louvain on the undirected graph with weights A[i, j] + A[j, i], seeded; the resolution sets their size.
-
-Rollout: per layer 0.5·mean-of-heads + 0.5·I, rows renormalised, multiplied through the layers. Flow: maximum flow from the selected token at the chosen layer to each input token, through the layered graph with those residual-augmented matrices as capacities.
-Across layers (rollout or flow view, layered graph layout): L0 is a token's input embedding, Lk its output of layer k−1; edge (Lk+1, i) → (Lk, j) weighs that residual-augmented matrix of layer k. The route is the most probable chain from a token at the top down to a token at L0.
-
-Words: a word receives the sum of the attention paid to its pieces and pays the mean of its pieces' attention.
-Hide specials: special tokens are dropped and each row renormalised."""
 
 
 def create_application(argv: list[str]) -> QApplication:

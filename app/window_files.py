@@ -20,6 +20,9 @@ from app.model_picker import DEFAULT_SOURCE
 from app.session_io import apply_choices, choices, open_state, session_state
 from app.tasks import TaskKind
 
+#: The dock layout's version in the settings: a layout saved by an older version (metrics
+#: tabbed with the tokens in a short bottom strip) is dropped for today's default.
+DOCK_LAYOUT_VERSION = 2
 SETTINGS_TEXT_LIMIT = 20_000  # characters of a text kept in the settings; longer ones in a recovery file
 
 
@@ -28,13 +31,11 @@ class WindowFilesMixin:
 
     def _restore_settings(self) -> None:
         geometry = self.settings.value("window/geometry")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        else:
-            self._fit_to_screen()
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.fit_to_screen()  # first start: the screen's available area
         state = self.settings.value("window/state")
-        if state is not None:
-            self.restoreState(state)
+        if state is None or not self.restoreState(state, DOCK_LAYOUT_VERSION):
+            self._split_docks()  # no layout of this version remembered: the default one
         source = str(self.settings.value("model/last", DEFAULT_SOURCE))
         self.model_box.fill(source)
         self.session.set_model_source(self.model_box.source())
@@ -52,7 +53,7 @@ class WindowFilesMixin:
 
     def save_settings(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
-        self.settings.setValue("window/state", self.saveState())
+        self.settings.setValue("window/state", self.saveState(DOCK_LAYOUT_VERSION))
         self.settings.setValue("model/last", self.current_source())
         self._save_texts()
         self.settings.setValue("view/colormap", self.view_controls.colormap_box.currentText())

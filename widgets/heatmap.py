@@ -33,8 +33,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QPainterPath, QPalette, QPen
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QPainterPath, QPalette, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem, QToolTip, QWidget
 
 from analysis.io import figure_data as fd
@@ -53,6 +53,7 @@ from widgets.colormaps import (
 )
 from widgets.empty_state import hint_label, hint_stack
 from widgets.heatmap_axes import (
+    COLORBAR_LABELS,
     GENERATED_LABEL,
     MAX_LABEL_PX,
     HatchedRect,
@@ -62,6 +63,7 @@ from widgets.heatmap_axes import (
     format_weight,
     label_colorbar,
     make_colorbar,
+    stride_note,
     value_levels,
 )
 
@@ -77,9 +79,11 @@ __all__ = [
 
 EMPTY_HINT = "Type a text and press Ctrl+Enter to see its attention"
 NO_TOKENS_HINT = (
-    "Nothing to show: this view has no tokens left.\n"
-    "Are they all special tokens, hidden by the view options?"
+    "Nothing to show: every token of this view is a special token.\n"
+    "Turn off Hide specials to see them."
 )
+AXIS_TITLES = {"left": "query (attends)", "bottom": "key (attended to)"}
+TITLE_POINTS = 11  # the title's font size
 SIGNED_LOG_NOTE = "Log scale is off: these values are signed, and a logarithm needs positive values."
 LOG_FLOOR = 1e-4  # log scale: weights below this are drawn as this
 
@@ -110,6 +114,7 @@ class AttentionHeatmap(QWidget):
         self._row_labels: tuple[str, ...] = ()
         self._col_labels: tuple[str, ...] = ()
         self._title = ""
+        self._title_shown: str | None = None
         self._log = False  # requested; off while the values are signed
         self._signed = False
         self._fixed_levels: tuple[float, float] | None = None  # set_levels: across matrices
@@ -120,6 +125,8 @@ class AttentionHeatmap(QWidget):
         self._selected: int | None = None
         self._path: list[int] = []
         self._hover: tuple[int, int] | None = None
+        self._mouse: QPointF | None = None  # scene position of the mouse while it is over the view
+        self._value_name = COLORBAR_LABELS["linear"]  # what the numbers are, for the colour bar
 
         self._hint = hint_label(EMPTY_HINT, "heatmapEmptyHint")
 
@@ -131,14 +138,17 @@ class AttentionHeatmap(QWidget):
         layout = self._view.ci
         layout.setContentsMargins(6, 6, 6, 6)
 
-        self._title_item = layout.addLabel("", row=0, col=0, color=self._fg, size="11pt")
+        self._title_item = layout.addLabel("", row=0, col=0, color=self._fg, size=f"{TITLE_POINTS}pt")
+        self._title_font = QFont(self.font())
+        self._title_font.setPointSizeF(TITLE_POINTS)
         self._left = TokenAxis("left")
         self._bottom = TokenAxis("bottom")
-        for axis, text in ((self._left, "query (attends)"), (self._bottom, "key (attended to)")):
-            axis.setLabel(text, color=self._fg.name())
+        for axis in (self._left, self._bottom):
+            axis.setLabel(AXIS_TITLES[axis.orientation], color=self._fg.name())
             axis.setPen(self._fg)
             axis.setTextPen(self._fg)
             axis.set_font(self.font())
+            axis.on_step_changed = lambda step, a=axis: self._on_step_changed(a, step)
         self._plot = layout.addPlot(
             row=1, col=0, axisItems={"left": self._left, "bottom": self._bottom}
         )
@@ -181,6 +191,7 @@ class AttentionHeatmap(QWidget):
         self._stack = hint_stack(self, self._hint, self._view)
 
         scene = self._view.scene()
+        self._view.viewport().installEventFilter(self)  # the mouse leaving: no cell is hovered
         scene.sigMouseMoved.connect(self._on_mouse_moved)
         scene.sigMouseClicked.connect(self._on_mouse_clicked)
         self._apply_highlight_colors()
@@ -192,6 +203,14 @@ class AttentionHeatmap(QWidget):
         px = int(min(MAX_LABEL_PX, max(48, 0.2 * size)))
         self._left.set_max_label_px(px)
         self._bottom.set_max_label_px(px)
+        self._show_title(event.size().width())
+
+    def eventFilter(self, watched, event):  # noqa: N802 (Qt API)
+        if watched is self._view.viewport() and event.type() == QEvent.Type.Leave:
+            self._mouse = None
+            self._hover = None
+            self._image.setToolTip("")
+        return super().eventFilter(watched, event)
 
     # -- data ------------------------------------------------------------------------------
     def set_matrix(
@@ -251,8 +270,7 @@ class AttentionHeatmap(QWidget):
         if labels_changed:
             self._left.set_labels(axis_labels(rows))
             self._bottom.set_labels(axis_labels(cols))
-        self._title_item.setText(title or "", color=self._fg.name())
-        self._title_item.setVisible(bool(title))
+        self._show_title(self.width())
 
         rect = QRectF(-0.5, -0.5, c, r)
         self._masked_hatch.setRect(rect)
@@ -275,6 +293,7 @@ class AttentionHeatmap(QWidget):
         if not (same_frame and not labels_changed):
             self.reset_view()
         self._stack.setCurrentWidget(self._view)
+        self._refresh_hover()
 
     def set_generated_from(self, row: int | None, col: int | None = None) -> None:
         """Mark the rows from ``row`` on and the columns from ``col`` on (default: ``row``) as
@@ -299,6 +318,8 @@ class AttentionHeatmap(QWidget):
 
     def clear(self) -> None:
         """Back to the empty state with its hint."""
+        self._hover = None
+        self._image.setToolTip("")
         self.set_generated_from(None)
         self._hint.setText(EMPTY_HINT)
         self._signed, self._matrix_levels = False, None
@@ -385,6 +406,26 @@ class AttentionHeatmap(QWidget):
     def colormap(self) -> str:
         """The chosen colour map (signed values are drawn with SIGNED_COLORMAP meanwhile)."""
         return self._cmap_name
+
+    def set_value_name(self, name: str) -> None:
+        """Say on the colour bar what the numbers are (e.g. "ALTI contribution"; default
+        "attention weight"); the log scale and signed values add their note to it."""
+        name = str(name) or COLORBAR_LABELS["linear"]
+        if name != self._value_name:
+            self._value_name = name
+            self._update_colorbar_axis()
+
+    def value_name(self) -> str:
+        return self._value_name
+
+    def colorbar_label(self) -> str:
+        """The colour bar's title as shown now."""
+        return self._colorbar.getAxis("left").labelText
+
+    def title_text(self) -> tuple[str, str]:
+        """``(shown, full)``: the title as drawn (elided with "…" when it does not fit) and
+        in full (also the title's tooltip)."""
+        return self._title_shown, self._title
 
     def shown_colormap(self) -> str:
         """The colour map drawn now: the chosen one, or SIGNED_COLORMAP for signed values."""
@@ -538,7 +579,33 @@ class AttentionHeatmap(QWidget):
 
     def _update_colorbar_axis(self) -> None:
         scale = "log" if self.log_scale() else ("signed" if self._signed else "linear")
-        label_colorbar(self._colorbar, scale, self._levels, self._fg)
+        label_colorbar(self._colorbar, scale, self._levels, self._fg, self._value_name)
+
+    def _show_title(self, width: float) -> None:
+        """The title on one line, elided with "…" to ``width`` less the margins (a cut
+        title reads as another one); the whole title in its tooltip."""
+        room = max(float(width) - 24.0, 40.0)
+        metrics = QFontMetricsF(self._title_font)
+        shown = metrics.elidedText(self._title or "", Qt.TextElideMode.ElideRight, room)
+        if shown != self._title_shown:
+            self._title_shown = shown
+            self._title_item.setText(shown, color=self._fg.name())
+        self._title_item.setToolTip(self._title if shown != self._title else "")
+        self._title_item.setVisible(bool(self._title))
+
+    def _on_step_changed(self, axis: TokenAxis, step: int) -> None:
+        """An axis thinned its labels to every ``step``-th token: its title says so."""
+        axis.setLabel(AXIS_TITLES[axis.orientation] + stride_note(step), color=self._fg.name())
+
+    def axis_title(self, orientation: str) -> str:
+        """The title of the "left" (query) or "bottom" (key) axis as shown."""
+        return (self._left if orientation == "left" else self._bottom).labelText
+
+    def _refresh_hover(self) -> None:
+        """A new matrix under a still mouse: the tooltip shows the value of the cell under it now."""
+        self._hover = None
+        if self._mouse is not None:
+            self._on_mouse_moved(self._mouse)
 
     def _apply_highlight_colors(self) -> None:
         shown = self.shown_colormap()
@@ -590,6 +657,7 @@ class AttentionHeatmap(QWidget):
 
     # -- handlers --------------------------------------------------------------------------
     def _on_mouse_moved(self, scene_pos: QPointF) -> None:
+        self._mouse = QPointF(scene_pos)
         cell = self.cell_at(scene_pos)
         if cell is None:
             if self._hover is not None:

@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 
 import pyqtgraph as pg
-from PySide6.QtCore import QLineF, QPointF, QRectF, Qt
+from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPen
 from PySide6.QtWidgets import QGraphicsRectItem
 
@@ -41,10 +41,14 @@ __all__ = [
     "TokenAxis",
     "axis_labels",
     "check_levels",
+    "colorbar_title",
     "format_weight",
     "label_colorbar",
     "make_colorbar",
+    "stride_note",
     "value_levels",
+    "value_name",
+    "VALUE_NAMES",
     "INDEX_LABELS_FROM",
     "MAX_LABEL_CHARS",
     "MAX_LABEL_PX",
@@ -75,10 +79,77 @@ def make_colorbar(cmap: pg.ColorMap, fg: QColor) -> pg.ColorBarItem:
     return bar
 
 
+def colorbar_title(scale: str, name: str | None = None) -> str:
+    """The colour bar's title: what the numbers are (``name``, default "attention
+    weight") and the scale's note.
+
+    Examples
+    --------
+    >>> colorbar_title("log", "ALTI contribution")
+    'ALTI contribution (log scale)'
+    >>> colorbar_title("signed", "attribution score")
+    'attribution score (signed, 0 = white)'
+    """
+    if name is None or name == COLORBAR_LABELS["linear"]:
+        return COLORBAR_LABELS[scale]
+    return {"linear": name, "log": f"{name} (log scale)", "signed": f"{name} (signed, 0 = white)"}[scale]
+
+
+#: What a view's numbers are, by view kind (the colour bar's title, see value_name).
+VALUE_NAMES = {
+    "head": "attention weight",
+    "mean": "mean attention weight of the heads",
+    "max": "largest attention weight of the heads",
+    "rollout": "attention rollout",
+    "flow": "attention rollout (flow: in the token view)",
+    "value_norm": "value-norm share",
+    "alti": "ALTI contribution",
+    "value_zeroing": "value-zeroing contribution",
+}
+
+
+def value_name(kind: str, *, stack: str = "self", signed: bool = False) -> str:
+    """What the numbers of a view of ``kind`` are, for the colour bar: "attention weight"
+    for one head, "ALTI contribution" for ALTI, ...; "cross-attention weight" on the cross
+    stack; a signed view says so ("signed score"). The flow view's matrix is the rollout
+    (the flow itself is in the token view), and its title says that.
+
+    Examples
+    --------
+    >>> value_name("max")
+    'largest attention weight of the heads'
+    >>> value_name("head", stack="cross")
+    'cross-attention weight'
+    """
+    if signed:
+        return "signed score"
+    name = VALUE_NAMES.get(kind, "value")
+    if stack == "cross":
+        name = name.replace("attention weight", "cross-attention weight")
+    return name
+
+
+def stride_note(step: int) -> str:
+    """What an axis title adds when its labels are thinned: "" for every label,
+    " · every 2nd label" for a stride of 2, " · every 5th label", ...
+
+    Examples
+    --------
+    >>> stride_note(1), stride_note(2), stride_note(20)
+    ('', ' · every 2nd label', ' · every 20th label')
+    """
+    step = int(step)
+    if step <= 1:
+        return ""
+    suffix = "th" if 10 <= step % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(step % 10, "th")
+    return f" · every {step}{suffix} label"
+
+
 def label_colorbar(bar: pg.ColorBarItem, scale: str, levels: tuple[float, float],
-                   fg: QColor) -> None:
-    """Title the bar for ``scale`` ("linear", "log", "signed"); on the log scale (levels
-    in log10 units) tick every power of ten with its real value ("0.001")."""
+                   fg: QColor, name: str | None = None) -> None:
+    """Title the bar for ``scale`` ("linear", "log", "signed") and what the numbers are
+    (``name``, see :func:`colorbar_title`); on the log scale (levels in log10 units) tick
+    every power of ten with its real value ("0.001")."""
     axis = bar.getAxis("right")
     if scale == "log":
         lo, hi = levels
@@ -90,7 +161,10 @@ def label_colorbar(bar: pg.ColorBarItem, scale: str, levels: tuple[float, float]
         axis.setTicks([ticks, []])
     else:
         axis.setTicks(None)
-    bar.getAxis("left").setLabel(COLORBAR_LABELS[scale], color=fg.name())
+    title = colorbar_title(scale, name)
+    axis = bar.getAxis("left")
+    if axis.labelText != title:
+        axis.setLabel(title, color=fg.name())
 
 
 class TokenAxis(pg.AxisItem):
@@ -101,6 +175,8 @@ class TokenAxis(pg.AxisItem):
     axis repaints (zoom, pan, resize). Tick positions are multiples of the stride, so
     they stay put while panning. The bottom axis writes its labels vertically. The
     selected token's label is always drawn, in bold, and its neighbours make room.
+    ``on_step_changed(step)``, when set, is called (on a later turn of the event loop)
+    whenever the stride changes, so the axis title can say "every 2nd label".
     """
 
     def __init__(self, orientation: str, **kwargs):
@@ -114,6 +190,8 @@ class TokenAxis(pg.AxisItem):
         self._highlight = QColor(0, 0, 0)
         self._widest = 0.0
         self._max_px = MAX_LABEL_PX
+        self._announced_step = 1
+        self.on_step_changed = None
         self.setStyle(tickLength=4, autoExpandTextSpace=False, hideOverlappingLabels=True)
 
     # -- state ---------------------------------------------------------------------------
@@ -236,6 +314,10 @@ class TokenAxis(pg.AxisItem):
             axis_spec = (pen, QPointF(bounds.left(), y), QPointF(bounds.right(), y))
             length = bounds.width()
         self._step, self._visible = self.compute_ticks(length)
+        if self._step != self._announced_step and self.on_step_changed is not None:
+            self._announced_step = self._step
+            step = self._step
+            QTimer.singleShot(0, self, lambda: self.on_step_changed(step))  # not while painting
 
         fm = QFontMetricsF(self._font)
         bold = QFont(self._font)

@@ -17,7 +17,7 @@ import numpy as np
 from PySide6 import QtCore, QtWidgets
 from PySide6.QtCore import QModelIndex, Qt, Signal
 
-__all__ = ["MetricsTable", "MetricsModel", "SORT_ROLE"]
+__all__ = ["MetricsTable", "MetricsModel", "SORT_ROLE", "first_sort_order"]
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 FIXED_COLUMNS = ("index", "token", "community")
@@ -34,6 +34,21 @@ def _fmt(value: float) -> str:
     if abs(v) >= 1e4 or abs(v) < 1e-3:
         return f"{v:.3g}"
     return f"{v:.4f}"
+
+
+def first_sort_order(column: str) -> Qt.SortOrder:
+    """The order of a column's first click in the header: metrics (centralities,
+    strengths, flow) descending, so the most central token comes first; the index, the
+    token text and the community ascending, as any list reads.
+
+    Examples
+    --------
+    >>> first_sort_order("pagerank") == Qt.SortOrder.DescendingOrder
+    True
+    >>> first_sort_order("token") == Qt.SortOrder.AscendingOrder
+    True
+    """
+    return Qt.SortOrder.AscendingOrder if column in FIXED_COLUMNS else Qt.SortOrder.DescendingOrder
 
 
 class MetricsModel(QtCore.QAbstractTableModel):
@@ -85,9 +100,16 @@ class MetricsModel(QtCore.QAbstractTableModel):
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
         if orientation != Qt.Orientation.Horizontal:
             return None
-        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
-            cols = self.columns()
-            return cols[section] if 0 <= section < len(cols) else None
+        cols = self.columns()
+        if not 0 <= section < len(cols):
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return cols[section]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            first = "largest first" if section >= len(FIXED_COLUMNS) else "in order"
+            return f"{cols[section]}: click to sort ({first}), click again to reverse"
+        if role == Qt.ItemDataRole.InitialSortOrderRole:
+            return first_sort_order(cols[section])
         return None
 
     def row_order(self, col: int, descending: bool) -> np.ndarray:
@@ -338,6 +360,20 @@ class MetricsTable(QtWidgets.QWidget):
                 texts = [_fmt(float(v)) for v in picks] + ["nan"] * (finite.size < values.size)
             widest = max([metrics.horizontalAdvance(t) for t in texts] + [header.horizontalAdvance(name) + 12])
             self._view.horizontalHeader().resizeSection(col, min(widest + padding, 320))
+
+    def rows_height(self, rows: int) -> int:
+        """Pixels this widget needs to show ``rows`` rows: the filter line, the header, the
+        rows and a horizontal scroll bar (the dock's title bar not included)."""
+        view = self._view
+        header = view.horizontalHeader().sizeHint().height()
+        scroll = view.horizontalScrollBar().sizeHint().height()
+        spacing = self.layout().spacing()
+        return (self._filter.sizeHint().height() + spacing + header + rows * view.verticalHeader().defaultSectionSize()
+                + scroll + 2 * view.frameWidth() + 2)
+
+    def visible_rows(self) -> int:
+        """Whole rows the table's viewport has room for now (with or without data)."""
+        return self._view.viewport().height() // self._view.verticalHeader().defaultSectionSize()
 
     def clear(self) -> None:
         self.set_metrics([], {}, None)
