@@ -7,7 +7,7 @@ Rollout (:func:`analysis.attention.rollout.attention_rollout`), attention flow
 is token ``t`` after ``l`` transformer layers, and edge ``(l + 1, i) -> (l, j)`` carries
 ``R_l[i, j]``, "how much of token ``i`` after layer ``l`` comes from token ``j`` before it".
 ``through`` says which per-layer matrices ``R_l`` are; every rule gives rows that are
-distributions:
+distributions (ALTI and value zeroing rows that measured nothing stay all zero: dead ends):
 
 - ``"attention"`` (the default, Abnar & Zuidema 2020): ``R_l = 0.5 * mean_h A_l + 0.5 * I``,
   rows renormalised. Raw attention leaves out the residual connection, so half of each

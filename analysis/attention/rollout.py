@@ -14,8 +14,9 @@ one path.
 Every ``R_l`` row is a distribution (non-negative, sums to 1: the residual half keeps it
 positive even where a query's attention row is all zero), so rollout rows are
 distributions too. Attentions must be finite and non-negative; given capacities must also
-have rows that are distributions (or all zero); anything else raises ``ValueError`` saying
-what is wrong and where.
+have rows that are distributions or all zero (a contribution row that measured nothing: a
+dead end, through which rollout and flow carry nothing); anything else raises
+``ValueError`` saying what is wrong and where.
 """
 
 from __future__ import annotations
@@ -267,7 +268,8 @@ def attention_rollout(
 
     Returns
     -------
-    float64 array ``[T, T]``: ``R_upto @ ... @ R_0``; every row is a distribution.
+    float64 array ``[T, T]``: ``R_upto @ ... @ R_0``; every row is a distribution (given
+    ``layers`` with an all-zero row, a dead end, the rows that reach it sum to less than 1).
 
     Examples
     --------

@@ -95,6 +95,10 @@ def contributions_for_run(
           ``"alti_rollout"`` ``[L, T, T]``: entry ``l`` combines layers ``0..l``;
         - ``"value_zeroing"`` ``[L, T, T]``, rows normalised; ``"value_zeroing_rollout"``.
 
+        :func:`analysis.contributions.run_contributions` picks what a run keeps of them
+        (``run.contributions``: each view's array and the per-layer matrices that
+        rollout, flow and the layered graph go *through*).
+
     Raises
     ------
     ValueError

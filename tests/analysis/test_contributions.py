@@ -539,3 +539,13 @@ def test_the_docstring_examples_run(default_loaded, module):
     found = importlib.import_module(f"analysis.contributions.{module}")
     result = doctest.testmod(found, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_package_docstring_examples_run():
+    """run_contributions' example, in the package itself (no model needed)."""
+    import doctest
+
+    import analysis.contributions as package
+
+    result = doctest.testmod(package)
+    assert result.attempted > 0 and result.failed == 0

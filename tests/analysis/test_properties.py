@@ -303,6 +303,74 @@ def test_flow_equals_networkx_and_the_igraph_fallback(attentions, data):
     np.testing.assert_allclose(ours, fallback, rtol=1e-9, atol=1e-12)
 
 
+# --------------------------------------------------------------------------- through contributions
+
+
+@st.composite
+def contribution_layers(draw, max_tokens: int = 8) -> np.ndarray:
+    """Per-layer contribution matrices ``[L, T, T]`` as analysis.contributions gives them:
+    non-negative float32 rows normalised to 1, exact zeros (ALTI clips at 0), optionally
+    causal, sometimes a row that is all zero."""
+    layers, tokens = draw(st.integers(1, 4)), draw(st.integers(1, max_tokens))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    raw = rng.random((layers, tokens, tokens)) * (rng.random((layers, tokens, tokens)) < 0.6)
+    if draw(st.booleans()):
+        raw = np.tril(raw)
+    if draw(st.booleans()):
+        raw[rng.integers(layers), rng.integers(tokens)] = 0.0
+    from analysis.contributions import normalise_rows
+
+    return normalise_rows(raw)
+
+
+@FAST
+@given(matrices=contribution_layers(), data=st.data())
+def test_capacities_rows_stay_distributions(matrices, data):
+    """Every rule gives non-negative rows that sum to 1 (ALTI and value zeroing: or that are
+    all zero where the contributions' row is); rollout rows too, as long as no row is all
+    zero (a zero row is a dead end: the rows above it lose that share)."""
+    from analysis.attention.capacities import capacities_from
+
+    through = data.draw(st.sampled_from(["value_norm", "alti", "value_zeroing"]))
+    layer = data.draw(st.integers(0, matrices.shape[0] - 1))
+    capacities = capacities_from(through, matrices, upto_layer=layer)
+    assert capacities.shape == (layer + 1, *matrices.shape[1:]) and capacities.dtype == np.float64
+    assert np.all(capacities >= 0)
+    sums = capacities.sum(axis=-1)
+    if through == "value_norm":  # the residual half: every row lives, its diagonal >= 0.5
+        np.testing.assert_allclose(sums, 1.0, rtol=0, atol=1e-12)
+        assert np.all(np.diagonal(capacities, axis1=1, axis2=2) >= 0.5 - 1e-6)  # float32 rows
+    else:  # as they are
+        np.testing.assert_array_equal(capacities, matrices[: layer + 1].astype(np.float64))
+        assert np.all(np.isclose(sums, 1.0, atol=1e-6) | (sums == 0.0))
+    rollout_sums = attention_rollout(layers=capacities).sum(axis=-1)
+    assert np.all(rollout_sums >= 0) and np.all(rollout_sums <= 1 + 1e-5)
+    if np.all(sums > 0):
+        np.testing.assert_allclose(rollout_sums, 1.0, rtol=0, atol=1e-5)
+
+
+@settings(FAST, max_examples=25)
+@given(matrices=contribution_layers(max_tokens=6), data=st.data())
+def test_flow_through_capacities_equals_networkx_and_lies_within_its_cuts(matrices, data):
+    from analysis.attention.capacities import capacities_from
+
+    through = data.draw(st.sampled_from(["value_norm", "alti"]))
+    capacities = capacities_from(through, matrices)
+    layer = data.draw(st.integers(0, capacities.shape[0] - 1))
+    query = data.draw(st.integers(0, capacities.shape[-1] - 1))
+    flow = attention_flow(layers=capacities, query=query, layer=layer)
+    tokens = capacities.shape[-1]
+    graph = nx.DiGraph()
+    graph.add_nodes_from((level, t) for level in range(layer + 2) for t in range(tokens))
+    for level in range(layer + 1):
+        for i, j in zip(*np.nonzero(capacities[level]), strict=True):
+            graph.add_edge((level + 1, i), (level, j), capacity=capacities[level, i, j])
+    expected = [nx.maximum_flow_value(graph, (layer + 1, query), (0, j)) for j in range(tokens)]
+    np.testing.assert_allclose(flow, expected, rtol=1e-9, atol=1e-12)
+    assert np.all(flow <= capacities[layer, query].sum() + 1e-12)
+    assert np.all(flow >= attention_rollout(layers=capacities, upto_layer=layer)[query] - 1e-12)
+
+
 # --------------------------------------------------------------------------- views
 
 
