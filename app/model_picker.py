@@ -4,7 +4,10 @@ GGUF models found on this computer.
 Finding models walks folders (Ollama's, LM Studio's, llama.cpp's, the Hugging Face cache),
 which can take a while on a slow or network disk, so it runs on a thread of its own: the
 picker opens at once with the embedded and recent models, and the found ones join the list
-when the scan is done (:attr:`ModelPicker.scanned`).
+when the scan is done (:attr:`ModelPicker.scanned`). The scan thread touches no Qt object
+(a signal emitted from it while the window is being destroyed can crash the process): it
+leaves its result in a plain attribute, and a timer of the picker's, on the GUI thread,
+picks it up.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 import threading
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtWidgets import QComboBox
 
 DEFAULT_SOURCE = "default"
@@ -29,11 +32,28 @@ def model_display_name(source: str) -> str:
     return Path(source).name if os.path.isdir(source) or source.lower().endswith(".gguf") else source
 
 
+def scan_local_models(holder: list) -> None:
+    """Append ``(GGUF models found, cached hub ids)`` to ``holder`` (runs on the scan thread:
+    plain Python only)."""
+    from analysis.models import discovery
+    from analysis.models.hub_cache import cached_hub_models
+
+    try:
+        found = discovery.find_gguf_models()
+    except OSError:
+        found = []
+    try:
+        hub = cached_hub_models()
+    except OSError:
+        hub = []
+    holder.append((found, hub))
+
+
 class ModelPicker(QComboBox):
     """A combo box of model sources; ``currentData()`` is the source, or OPEN_FOLDER."""
 
     scanned = Signal()  # the models found on this computer are in the list
-    _found = Signal(object, object)  # (GGUF models, hub ids), from the scan thread
+    POLL_MS = 100
 
     def __init__(self, settings: QSettings) -> None:
         super().__init__()
@@ -44,29 +64,31 @@ class ModelPicker(QComboBox):
         self._gguf: list = []
         self._hub: list[str] = []
         self._scan: threading.Thread | None = None
-        self._found.connect(self._on_found)  # queued: emitted from the scan thread
+        self._scan_result: list | None = None  # the scan thread appends (GGUF models, hub ids)
+        self._poll = QTimer(self)
+        self._poll.setInterval(self.POLL_MS)
+        self._poll.timeout.connect(self._collect_scan)
 
     def start_scan(self) -> None:
         """Look for local models in the background (once at a time)."""
         if self._scan is not None and self._scan.is_alive():
             return
-        self._scan = threading.Thread(target=self._scan_models, name="atlas-model-scan", daemon=True)
+        holder: list = []  # the thread's only output: a plain list, no Qt object
+        self._scan_result = holder
+        self._scan = threading.Thread(target=scan_local_models, args=(holder,), name="atlas-model-scan",
+                                      daemon=True)
         self._scan.start()
+        self._poll.start()
 
-    def _scan_models(self) -> None:
-        from analysis.models.hub_cache import cached_hub_models
-
-        found = self.found_gguf()
-        try:
-            hub = cached_hub_models()
-        except OSError:
-            hub = []
-        try:
-            self._found.emit(found, hub)
-        except RuntimeError:  # the window closed meanwhile
-            pass
-
-    def _on_found(self, found, hub) -> None:
+    def _collect_scan(self) -> None:
+        holder = self._scan_result
+        if not holder:
+            if self._scan is None or not self._scan.is_alive():
+                self._poll.stop()  # the thread died without a result
+            return
+        self._poll.stop()
+        found, hub = holder[0]
+        self._scan_result = None
         self._gguf, self._hub = list(found), list(hub)
         self.fill(self.source(), scan=False)
         self.scanned.emit()
@@ -110,13 +132,8 @@ class ModelPicker(QComboBox):
             self.start_scan()
 
     def found_gguf(self):
-        """GGUF models found on this computer (Ollama, LM Studio, llama.cpp, the HF cache)."""
-        from analysis.models.discovery import find_gguf_models
-
-        try:
-            return find_gguf_models()
-        except OSError:
-            return []
+        """GGUF models found by the last scan (Ollama, LM Studio, llama.cpp, the HF cache)."""
+        return list(self._gguf)
 
     def source(self) -> str:
         source = self.currentData()
