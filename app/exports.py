@@ -151,7 +151,37 @@ class Exports:
         from analysis.graph.export import write_gexf, write_graphml
 
         writer = write_graphml if path.lower().endswith(".graphml") else write_gexf
-        return self._write("the graph", path, lambda: writer(s.graph.result, s.view.row_labels, path))
+        options = self.network_options()
+        return self._write("the graph", path, lambda: writer(s.graph.result, s.view.row_labels, path, **options))
+
+    def network_options(self) -> dict:
+        """What a GEXF/GraphML file of the token graph records besides the graph, as the
+        canvas shows it: ``positions`` (the canvas's node positions when it draws this graph,
+        else those the session has for the chosen layout, else None: the arc), the size
+        metric, and the run's facts: ``model``, ``view`` and ``meta`` (layer, head, layout)."""
+        s, canvas = self.session, self.window.graph_panel.canvas
+        n = s.graph.result.n
+        positions = None
+        if self.window.graph_binding._drawn is s.graph and canvas.node_positions().shape == (n, 2):
+            positions, layout = canvas.node_positions(), canvas.layout_kind()
+        else:  # the canvas shows another picture (the graph across layers)
+            known = s.positions.get(s.layout)
+            if known is not None and known.shape == (n, 2):
+                positions, layout = known, s.layout
+            else:
+                layout = "arc"  # what the file gets without positions
+        spec = s.view.spec
+        meta = {"layer": int(spec.layer), "layout": layout}
+        if spec.kind == "head":
+            meta["head"] = int(spec.head)
+        metric = canvas.size_metric()
+        return {
+            "positions": positions,
+            "size_metric": metric if metric in s.graph.result.metrics else "pagerank",
+            "model": s.run.model.name,
+            "view": s.view,
+            "meta": meta,
+        }
 
     def figure_name(self, what: str, suffix: str) -> str:
         """A file name that says what it holds, e.g. ``minilm_L2H3_heatmap.svg``."""

@@ -162,6 +162,7 @@ class GraphBinding:
             graph = shown.graph
             canvas.set_graph(node_labels(graph, self.stack_labels()), graph.sources, graph.targets, graph.weights,
                              node_layer=graph.node_layer)
+            canvas.set_generated(self.generated_nodes(graph.node_token))
             self._show_ends()
             self._show_path()
             self._show_selection()
@@ -173,6 +174,7 @@ class GraphBinding:
         canvas.set_graph(s.view.row_labels, result.sources, result.targets, result.weights,
                          metrics=self.metrics(), communities=result.communities, positions=positions,
                          edges_later=True)
+        canvas.set_generated(self.generated_nodes([group[-1] for group in s.view.row_tokens]))
         self._show_ends()
         self.panel.info.setText(self.info_text())
 
@@ -182,6 +184,16 @@ class GraphBinding:
         later(w, current, canvas.draw_pending_edges)
         later(w, current, lambda: (self._show_path(), self._fill_table(), self._show_selection(),
                                    w.graph_ready.emit()))
+
+    def generated_nodes(self, last_token) -> np.ndarray | None:
+        """Bool per node: it stands for a generated token (its last run token is at or past
+        the run's ``prompt_length``); None without a generation or off the self-attention
+        stack (where the run's tokens are not the nodes)."""
+        s = self.session
+        start = s.run.prompt_length if s.run is not None else None
+        if start is None or s.view is None or s.view.spec.stack != "self":
+            return None
+        return np.asarray(last_token, dtype=np.int64) >= start
 
     def metrics(self) -> dict[str, np.ndarray]:
         s = self.session

@@ -172,6 +172,7 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, Attributio
                                               cancelled=self._on_analysis_cancelled, generated=self._on_generated)
         self._stop_generation = None
         self.help_browser: HelpBrowser | None = None  # made on the first F1
+        self._fit_pending: QRect | None = None  # fit_to_screen's area, applied again once shown
         self._progress_text: dict[TaskKind, str] = {}
         self._build_widgets()
         self._build_docks()
@@ -260,9 +261,25 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, Attributio
         if available is None:
             screen = self.screen() or QGuiApplication.primaryScreen()
             available = screen.availableGeometry() if screen is not None else QRect(0, 0, 1500, 940)
-        self.setGeometry(available)
+        self._fill(available)
         self._split_docks()
-        QTimer.singleShot(0, self._split_docks)  # again once shown: Qt lays docks out on show
+        if self._fit_pending is None:  # again once shown (Qt lays the docks out on show), once
+            QTimer.singleShot(0, self, self._fit_again)
+        self._fit_pending = available
+
+    def _fit_again(self) -> None:
+        available, self._fit_pending = self._fit_pending, None
+        if available is not None:
+            self._fill(available)
+            self._split_docks()
+
+    def _fill(self, available: QRect) -> None:
+        """The window's frame (title bar and borders included, once the window system has
+        drawn them) on ``available``."""
+        frame, inner = self.frameGeometry(), self.geometry()
+        margins = (inner.left() - frame.left(), inner.top() - frame.top(),
+                   frame.right() - inner.right(), frame.bottom() - inner.bottom())
+        self.setGeometry(available.adjusted(margins[0], margins[1], -margins[2], -margins[3]))
 
     def _split_docks(self) -> None:
         dock = self.metrics_dock

@@ -34,6 +34,7 @@ ARC_LEGEND = "arcs above the line: a token attends to a later token · below: to
 DIRECTION_LEGEND = "arrowheads point to the attended token · width and darkness = attention weight"
 SOURCE_COLOR = "#1a9850"
 TARGET_COLOR = "#7b3294"
+GENERATED_COLOR = "#bf5b00"  # a generation's tokens, as on the heatmap's axes and in the figures
 
 
 def hint_for(nodes: int, edges: int, layout_pending: bool, empty: str = EMPTY_HINT) -> str:
@@ -102,7 +103,13 @@ class CanvasToolbar(QtWidgets.QWidget):
         bar.addWidget(QtWidgets.QLabel("Size"))
         bar.addWidget(self.size_combo)
         bar.addWidget(self.fit_button)
-        bar.addSpacing(12)
+        self.generated_legend = QtWidgets.QLabel(
+            f"<span style='color:{GENERATED_COLOR}'>◯</span> generated")
+        self.generated_legend.setToolTip("Tokens the model generated (its answer) have an orange ring and label")
+        self.generated_legend.setVisible(False)
+        bar.addSpacing(8)
+        bar.addWidget(self.generated_legend)
+        bar.addSpacing(8)
         bar.addWidget(self.legend, 1)
         self.layout_combo.currentIndexChanged.connect(
             lambda row: self.layout_picked.emit(self._layouts[row])
@@ -132,6 +139,13 @@ class CanvasToolbar(QtWidgets.QWidget):
             self.size_combo.addItem(name)
         self.size_combo.setCurrentIndex(0 if current is None else 1 + names.index(current))
         self.size_combo.blockSignals(blocked)
+
+    def show_generated(self, shown: bool) -> None:
+        """Show the legend entry "generated" (a generation's tokens are on the canvas)."""
+        self.generated_legend.setVisible(bool(shown))
+
+    def generated_legend_text(self) -> str:
+        return "generated" if not self.generated_legend.isHidden() else ""
 
     def show_ends(self, source: str | None, target: str | None, has_nodes: bool) -> None:
         """The legend: the path's source and target (their display names), or how to

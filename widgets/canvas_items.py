@@ -23,6 +23,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui
 from PySide6.QtCore import Qt
 
+from analysis.io.figures.graph import GENERATED_COLOR, layered_label_plan
 from widgets.canvas_geometry import (
     BIN_ALPHAS,
     BIN_WIDTHS,
@@ -363,6 +364,15 @@ class Decoration(pg.ScatterPlotItem):
             ring(target, TARGET_COLOR, 9, 3.5)
         self.setData(spots=spots)
 
+    def set_generated(self, pos: np.ndarray, sizes: np.ndarray, generated: np.ndarray | None) -> None:
+        """An orange ring around each node marked in ``generated`` (a generation's tokens)."""
+        if generated is None or pos.shape[0] != generated.shape[0]:
+            self.setData(spots=[])
+            return
+        index = np.flatnonzero(generated)
+        self.setData(x=pos[index, 0], y=pos[index, 1], size=sizes[index] + 5.0, symbol="o",
+                     pen=pg.mkPen(GENERATED_COLOR, width=2.0), brush=QtGui.QBrush(Qt.BrushStyle.NoBrush))
+
     def mouseClickEvent(self, ev):
         ev.ignore()
 
@@ -391,6 +401,8 @@ class LabelLayer(pg.GraphicsObject):
         self.setAcceptHoverEvents(False)
         self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
         self.drawn: list[int] = []  # labels drawn by the last paint, for tests
+        self.drawn_rects: list[tuple[float, float, float, float]] = []  # their rectangles (device pixels)
+        self.drawn_roles: list[str] = []  # "node" (its own label), "column" or "row" (layered layout)
 
     def forget_widths(self) -> None:
         """The labels changed: measure them again on the next paint."""
@@ -423,6 +435,8 @@ class LabelLayer(pg.GraphicsObject):
         c = self._canvas
         n = c._pos.shape[0]
         self.drawn = []
+        self.drawn_rects = []
+        self.drawn_roles = []
         if n == 0:
             return
         scale = 1.0 if self._exportOpts is False else self._exportOpts.get("resolutionScale", 1.0)
@@ -441,16 +455,31 @@ class LabelLayer(pg.GraphicsObject):
         texts = c._display
         h = fm.height()
         kind = c.layout_kind()
-        vertical = kind == "arc"
-        # circular: labels point away from the centre (left half: to the left)
-        leftward = x < x.mean() - 1e-9 if kind == "circular" else None
-        rects = label_rects(dx, dy, c._sizes * 0.5 * scale, self._widths(fm, scale, texts), h,
-                            scale, "vertical" if vertical else "side", leftward)
         forced = [i for i in c._forced_labels() if 0 <= i < n]
         forced_set = set(forced)
-        order = forced + [int(i) for i in c._label_priority if int(i) not in forced_set]
-        draw = place_labels(order, rects, forced_set, W, H, max_free=self.MAX_FREE_LABELS,
-                            gap=self.GAP_PX * scale, cell=64.0 * scale)
+        bold = QtGui.QFont(font)
+        bold.setBold(True)
+        generated = c._generated
+        if kind == "layered" and c._node_layer is not None:
+            # one label per column (the token, under its lowest node) and per row (its level)
+            fm_bold = QtGui.QFontMetricsF(bold)
+            plan = layered_label_plan(
+                dx, dy, c._sizes * 0.5 * scale, c._node_layer, texts,
+                lambda text, is_bold: (fm_bold if is_bold else fm).horizontalAdvance(text) + 2 * scale, h,
+                forced=forced_set, gap=self.GAP_PX * scale)
+            labels = [(node, rect, text, vertical, is_bold, "row" if not vertical else "column")
+                      for node, rect, text, vertical, is_bold in plan]
+        else:
+            vertical = kind == "arc"
+            # circular: labels point away from the centre (left half: to the left)
+            leftward = x < x.mean() - 1e-9 if kind == "circular" else None
+            rects = label_rects(dx, dy, c._sizes * 0.5 * scale, self._widths(fm, scale, texts), h,
+                                scale, "vertical" if vertical else "side", leftward)
+            order = forced + [int(i) for i in c._label_priority if int(i) not in forced_set]
+            draw = place_labels(order, rects, forced_set, W, H, max_free=self.MAX_FREE_LABELS,
+                                gap=self.GAP_PX * scale, cell=64.0 * scale)
+            draw.sort(key=lambda item: item[1])  # non-forced first so forced labels sit on top
+            labels = [(i, tuple(rects[i]), texts[i], vertical, is_forced, "node") for i, is_forced in draw]
 
         p.save()
         p.resetTransform()
@@ -460,11 +489,9 @@ class LabelLayer(pg.GraphicsObject):
         halo = QtGui.QColor(255, 255, 255, 215)
         text_pen = QtGui.QPen(QtGui.QColor("#1f2933"))
         strong_pen = QtGui.QPen(QtGui.QColor("#000000"))
-        bold = QtGui.QFont(font)
-        bold.setBold(True)
-        draw.sort(key=lambda item: item[1])  # non-forced first so forced labels sit on top
-        for i, is_forced in draw:
-            left, top, right, bottom = rects[i]
+        generated_pen = QtGui.QPen(QtGui.QColor(GENERATED_COLOR))
+        muted_pen = QtGui.QPen(QtGui.QColor("#52606d"))
+        for i, (left, top, right, bottom), text, vertical, is_forced, role in labels:
             rect = QtCore.QRectF(left, top, right - left, bottom - top)
             p.setPen(Qt.PenStyle.NoPen)
             p.setBrush(halo)
@@ -472,15 +499,22 @@ class LabelLayer(pg.GraphicsObject):
                 p.drawRoundedRect(rect, 3 * scale, 3 * scale)
             else:  # pyqtgraph's SVG exporter only understands straight path segments
                 p.drawRect(rect)
-            p.setPen(strong_pen if is_forced else text_pen)
+            if role == "row":
+                p.setPen(muted_pen)
+            elif generated is not None and generated[i]:
+                p.setPen(generated_pen)
+            else:
+                p.setPen(strong_pen if is_forced else text_pen)
             p.setFont(bold if is_forced else font)
             if vertical:
                 p.save()
                 p.translate(rect.left() + h / 2, rect.top() + 2 * scale)
                 p.rotate(90)
-                p.drawText(QtCore.QPointF(0, fm.ascent() - h / 2), texts[i])
+                p.drawText(QtCore.QPointF(0, fm.ascent() - h / 2), text)
                 p.restore()
             else:
-                p.drawText(QtCore.QPointF(rect.left() + 3 * scale, rect.top() + fm.ascent()), texts[i])
+                p.drawText(QtCore.QPointF(rect.left() + 3 * scale, rect.top() + fm.ascent()), text)
             self.drawn.append(i)
+            self.drawn_rects.append((left, top, right, bottom))
+            self.drawn_roles.append(role)
         p.restore()

@@ -34,6 +34,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtCore import Qt, Signal
 
 from analysis.io import figure_data as fd
+from analysis.io.figures.graph import layered_column_text
 from widgets import canvas_chrome as chrome
 from widgets import canvas_geometry as geometry
 from widgets import figure_export
@@ -102,6 +103,7 @@ class GraphCanvas(QtWidgets.QWidget):
         self._metrics: dict[str, np.ndarray] = {}
         self._communities: np.ndarray | None = None
         self._node_layer: np.ndarray | None = None
+        self._generated: np.ndarray | None = None  # bool [n]: a generation's tokens, None without one
         self._layered_available = False  # the app can build a graph across layers on request
         self._pos = np.zeros((0, 2), dtype=np.float64)
         self._sizes = np.zeros(0, dtype=np.float64)
@@ -142,6 +144,9 @@ class GraphCanvas(QtWidgets.QWidget):
         self._rings = Decoration()
         self._rings.setZValue(51)
         self._vb.addItem(self._rings, ignoreBounds=True)
+        self._generated_rings = Decoration()  # a generation's tokens: an orange ring
+        self._generated_rings.setZValue(50.5)
+        self._vb.addItem(self._generated_rings, ignoreBounds=True)
         self._label_layer = LabelLayer(self)
         self._label_layer.setZValue(60)
         self._vb.addItem(self._label_layer, ignoreBounds=True)
@@ -212,6 +217,8 @@ class GraphCanvas(QtWidgets.QWidget):
         self._layouts.new_graph(n, node_layer, positions)
         self._path_nodes = []
         self._hovered = -1
+        self._generated = None
+        self._toolbar.show_generated(False)
         for attr in ("_source", "_target", "_selected"):
             v = getattr(self, attr)
             if v is not None and v >= n:
@@ -232,6 +239,51 @@ class GraphCanvas(QtWidgets.QWidget):
         self._update_note()
         self._update_legend()
         self.reset_view()
+
+    def set_generated(self, generated: Sequence[bool] | np.ndarray | None) -> None:
+        """Mark a generation's tokens: ``generated[i]`` True for a node that stands for a
+        generated token (the model's answer), None (or no True) for none. They get an orange
+        ring and label, as on the heatmap's axes, and the toolbar a legend entry
+        "generated". ``set_graph`` clears it (the binding marks the new graph's tokens)."""
+        if generated is None:
+            mask = None
+        else:
+            mask = np.asarray(generated, dtype=bool).ravel()
+            if mask.shape != (len(self._labels),):
+                raise ValueError(f"generated must have one value per node ({len(self._labels)}), got {mask.shape[0]}")
+            if not mask.any():
+                mask = None
+        if mask is None and self._generated is None:
+            return
+        if mask is not None and self._generated is not None and np.array_equal(mask, self._generated):
+            return
+        self._generated = mask
+        self._refresh_rings()
+        self._toolbar.show_generated(mask is not None)
+
+    def generated_nodes(self) -> list[int]:
+        """The nodes marked as generated tokens."""
+        return [] if self._generated is None else np.flatnonzero(self._generated).tolist()
+
+    def generated_ring_positions(self) -> np.ndarray:
+        """``[k, 2]`` data coordinates of the orange rings drawn now (tests)."""
+        points = self._generated_rings.points()
+        return np.array([[p.pos().x(), p.pos().y()] for p in points], dtype=np.float64).reshape(-1, 2)
+
+    def generated_legend_text(self) -> str:
+        """The toolbar's "generated" legend entry while generated tokens are shown, else ""."""
+        return self._toolbar.generated_legend_text()
+
+    def label_rects(self) -> list[tuple[float, float, float, float]]:
+        """Rectangles (left, top, right, bottom; viewport pixels) of the labels the last
+        paint drew, in the order of :meth:`visible_labels`."""
+        return list(self._label_layer.drawn_rects)
+
+    def label_roles(self) -> list[str]:
+        """What each label of the last paint names, in the order of :meth:`visible_labels`:
+        "node" (its own label), or in the layered layout "column" (a token, written once
+        under its column) or "row" (a level, "L2")."""
+        return list(self._label_layer.drawn_roles)
 
     def draw_pending_edges(self) -> None:
         """Draw the edges that ``set_graph(..., edges_later=True)`` left out (no-op otherwise)."""
@@ -352,11 +404,30 @@ class GraphCanvas(QtWidgets.QWidget):
         return [(p[k], p[k + 1]) for k in range(len(p) - 1)]
 
     def reset_view(self) -> None:
-        """Zoom and pan so the whole graph is visible."""
-        if self._pos.shape[0]:
-            self._vb.autoRange(padding=0.05)
-        else:
+        """Zoom and pan so the whole graph is visible (in the layered layout with room for
+        the token labels under the lowest row and the level names left of the rows)."""
+        if not self._pos.shape[0]:
             self._vb.setRange(xRange=(-1, 1), yRange=(-1, 1), padding=0)
+            return
+        if self.layout_kind() != "layered" or self._node_layer is None:
+            self._vb.autoRange(padding=0.05)
+            return
+        rect = self._vb.rect()  # the view box's size in pixels
+        width, height = rect.width(), rect.height()
+        font = QtGui.QFont(self.font())
+        font.setPixelSize(LabelLayer.FONT_PX)
+        metrics = QtGui.QFontMetricsF(font)
+        bottom = max((metrics.horizontalAdvance(layered_column_text(t)) for t in self._display), default=0.0)
+        bottom += 14.0 + float(self._sizes.max(initial=0.0)) / 2
+        left = metrics.horizontalAdvance(f"L{int(np.max(self._node_layer))}") + 22.0 + metrics.height() / 2
+        pad = 12.0 + float(self._sizes.max(initial=0.0)) / 2
+        (x0, y0), (x1, y1) = self._pos.min(axis=0), self._pos.max(axis=0)
+        if width <= left + pad + 20 or height <= bottom + pad + 20:
+            self._vb.autoRange(padding=0.05)
+            return
+        scale = min((width - left - pad) / max(x1 - x0, 1e-9), (height - bottom - pad) / max(y1 - y0, 1e-9))
+        self._vb.setRange(xRange=(x0 - left / scale, x1 + pad / scale),
+                          yRange=(y0 - bottom / scale, y1 + pad / scale), padding=0)
 
     def figure(self, *, include_highlight: bool = False, title: str | None = None):
         """The graph as a figure (:class:`analysis.io.figure_data.Figure`) in the layout
@@ -375,6 +446,7 @@ class GraphCanvas(QtWidgets.QWidget):
             path=self._path_nodes if hl else (), source=self._source if hl else None,
             target=self._target if hl else None, selected=self._selected if hl else None,
             weight_name="weight", metrics=figure_export.figure_metrics(),
+            generated=self._generated, node_layer=self._node_layer if self.layout_kind() == "layered" else None,
         )
 
     def export_figure(self, path, *, width: int | None = None, dpi: float | None = None,
@@ -616,6 +688,7 @@ class GraphCanvas(QtWidgets.QWidget):
 
     def _refresh_rings(self) -> None:
         self._rings.set_rings(self._pos, self._sizes, self._path_nodes, self._selected, self._source, self._target)
+        self._generated_rings.set_generated(self._pos, self._sizes, self._generated)
         self._label_layer.update()
 
     def _update_hint(self) -> None:

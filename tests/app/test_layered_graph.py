@@ -1,6 +1,7 @@
 """The graph across layers: rollout / flow views with the canvas's "layered" layout."""
 
 import numpy as np
+import pytest
 from PySide6.QtCore import Qt
 
 from analysis.graph.layered import node_id, route_nodes
@@ -141,3 +142,80 @@ def test_view_switching_into_and_out_of_layers(qtbot, analysed):
     assert canvas.labels() == list(window.view.row_labels)
     assert canvas.edge_count() == len(window.graph.weights)
     assert canvas.layout_kind() == "arc"  # "layered" stays chosen; a head mean has no layers
+
+
+TEXT_23 = "The cat sat on the mat because it was tired, and the dog ran away into the dark night."
+TEXT_60 = ("Attention flow follows every route from the top layer down to the input tokens, and the layered "
+           "layout draws each token once per level so a person can see which words keep their information, "
+           "which ones gather it from their neighbours, and where the model mixes the sentence together "
+           "before the last layer.")
+
+
+def overlapping(rects):
+    """Pairs of (left, top, right, bottom) rectangles that share area."""
+    return [(a, b) for k, a in enumerate(rects) for b in rects[k + 1:]
+            if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]]
+
+
+@pytest.mark.parametrize(("text", "tokens"), [(TEXT_23, 23), (TEXT_60, 60)])
+def test_layered_labels_never_overlap_on_the_canvas_or_in_the_figure(qtbot, window, text, tokens):
+    window.resize(1400, 900)
+    window.input_panel.set_texts(text)
+    with qtbot.waitSignals([window.analysis_ready, window.graph_ready], timeout=120_000):
+        window.analyse()
+    run = window.result.run
+    assert run.num_tokens == tokens
+    window.view_controls.layer_spin.setValue(3)
+    switch_view(qtbot, window, "rollout", window.graph_ready)
+    with qtbot.waitSignal(window.layered_ready, timeout=60_000):
+        layout_combo(window).setCurrentIndex(LAYERED)
+    canvas = window.graph_panel.canvas
+    graph = window.layered
+
+    def painted_labels():
+        canvas.graphics_view().viewport().grab()  # one paint: the label layer places its labels
+        return canvas.visible_labels(), canvas.label_rects()
+
+    def labelled_columns():
+        return sorted(int(graph.node_token[n]) for n, role in zip(canvas.visible_labels(), canvas.label_roles(),
+                                                                  strict=True) if role == "column")
+
+    nodes, rects = painted_labels()
+    assert rects and not overlapping(rects)
+    # every label stays inside the canvas (none cut at its edge)
+    viewport = canvas.graphics_view().viewport().rect()
+    assert all(0 <= r[0] and r[2] <= viewport.width() and 0 <= r[1] and r[3] <= viewport.height() for r in rects)
+    # one label per column (a token, thinned to a regular stride) and one per row (its level)
+    columns = labelled_columns()
+    stride = columns[1] - columns[0]
+    assert columns == list(range(0, tokens, stride)) and stride == canvas_stride(canvas, tokens)
+    assert canvas.label_roles().count("row") == graph.num_layers_shown  # L0 .. L4 named
+
+    # a route forces its tokens' labels: still none overlaps
+    canvas.source_selected.emit(node_id(graph, 4, 2))
+    with qtbot.waitSignal(window.path_ready, timeout=10_000):
+        canvas.target_selected.emit(node_id(graph, 0, tokens - 2))
+    assert canvas.highlighted_path()
+    nodes, rects = painted_labels()
+    assert not overlapping(rects)
+    forced_tokens = {int(graph.node_token[n]) for n in canvas.highlighted_path()}
+    assert forced_tokens <= set(labelled_columns())
+
+    # the exported figure places its labels the same way
+    figure = canvas.figure(include_highlight=True)
+    assert figure.meta["label_rects"] and not overlapping(figure.meta["label_rects"])
+
+
+def canvas_stride(canvas, tokens):
+    """The regular stride the labels of ``tokens`` columns need on this canvas: 1, 2, 5, ...
+    columns, the smallest at which one line of label text (and 3 px) fits between them."""
+    from analysis.io.figures.base import nice_step
+    from widgets.canvas_items import LabelLayer
+
+    xs = sorted({round(canvas.node_viewport_pos(n).x()) for n in range(tokens)})
+    spacing = (xs[-1] - xs[0]) / (len(xs) - 1)
+    font = canvas.font()
+    font.setPixelSize(LabelLayer.FONT_PX)
+    from PySide6.QtGui import QFontMetricsF
+
+    return nice_step((QFontMetricsF(font).height() + LabelLayer.GAP_PX) / spacing)

@@ -352,3 +352,57 @@ def test_figures_report_and_head_table_from_the_window(qtbot, analysed, tmp_path
 def test_the_window_can_fit_a_1280x720_screen(window):
     hint = window.minimumSizeHint()
     assert hint.width() <= 1280 and hint.height() <= 680, hint  # 720 less a panel or title bar
+
+
+def test_the_graph_marks_the_generated_tokens_on_the_canvas_and_in_its_figure(qtbot, analysed, tmp_path):
+    from dataclasses import replace
+
+    from analysis.graph.layered import node_id
+    from analysis.io.figures.base import Circle, Text
+    from analysis.io.figures.graph import GENERATED_COLOR
+    from analysis.io.session_file import save_session
+    from app.session_io import session_state
+
+    window = analysed
+    canvas = window.graph_panel.canvas
+    assert canvas.generated_nodes() == [] and canvas.generated_legend_text() == ""
+    run = window.result.run
+    start = 8  # tokens 8.. play a generation's answer ("because it was tired . [SEP]")
+    path = tmp_path / "generated.atlas"
+    save_session(path, replace(run, prompt_length=start), state=session_state(window.session))
+    with qtbot.waitSignals([window.analysis_ready, window.graph_ready], timeout=30_000):
+        assert window.open_session_file(str(path))
+    assert window.result.run.prompt_length == start
+    generated = list(range(start, run.num_tokens))
+    assert canvas.generated_nodes() == generated
+    np.testing.assert_allclose(canvas.generated_ring_positions(), canvas.node_positions()[generated])
+    assert canvas.generated_legend_text() == "generated"
+    assert window.heatmap.generated_from() == (start, start)  # as the heatmap's axes
+
+    figure = canvas.figure()
+    assert figure.meta["generated"] == generated
+    nodes = np.array(figure.meta["nodes"])
+    rings = [item for item in figure.items if isinstance(item, Circle) and item.stroke == GENERATED_COLOR
+             and item.fill is None]
+    np.testing.assert_allclose(sorted((r.cx, r.cy) for r in rings), sorted(map(tuple, nodes[generated])))
+    assert any(isinstance(item, Text) and item.text == "generated" for item in figure.items)
+    tinted = {item.text for item in figure.items if isinstance(item, Text) and item.color == GENERATED_COLOR}
+    assert tinted and tinted <= set(window.view.row_labels[start:])
+
+    # the graph across layers marks every level of a generated token
+    window.view_controls.set_kind("rollout")
+    window.view_controls.flush()
+    with qtbot.waitSignal(window.layered_ready, timeout=60_000):
+        window.set_graph_layout("layered")
+    graph = window.layered
+    assert canvas.generated_nodes() == sorted(node_id(graph, level, token) for level in range(graph.num_layers_shown)
+                                              for token in generated)
+    assert canvas.generated_legend_text() == "generated"
+
+    # another analysis without a generation: no marks
+    window.set_graph_layout("arc")
+    with qtbot.waitSignal(window.analysis_ready, timeout=60_000):
+        window.analyse()
+    assert window.result.run.prompt_length is None
+    qtbot.waitUntil(lambda: window.graph_binding._drawn is window.session.graph is not None, timeout=30_000)
+    assert canvas.generated_nodes() == [] and canvas.generated_legend_text() == ""

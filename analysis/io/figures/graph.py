@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -41,6 +42,7 @@ from analysis.io.figures.base import (
     _elide,
     _notes,
     _title,
+    nice_step,
 )
 from analysis.options import COMMUNITY_PALETTE, NO_COMMUNITY_COLOR
 
@@ -50,6 +52,8 @@ from analysis.options import COMMUNITY_PALETTE, NO_COMMUNITY_COLOR
 
 EDGE_COLOR = "#2c3a4a"
 GRAPH_COLORS = {"path": "#d81b60", "source": "#1a9850", "target": "#7b3294", "selected": "#222222"}
+#: Generated tokens (a generation's answer): a ring and a tinted label, as the heatmap's axes tint them.
+GENERATED_COLOR = "#bf5b00"
 ARC_NOTE = "Arcs above the line: a token attends to a later token; below: to an earlier one."
 DIRECTION_NOTE = "Arrowheads point to the attended token."
 
@@ -64,6 +68,141 @@ DIRECTION_NOTE = "Arrowheads point to the attended token."
 
 
 
+
+
+#: "L2 · cat" -> "cat": a layered graph's node labels name their level, the column label does not.
+_LEVEL_PREFIX = re.compile(r"^L\d+ · ")
+
+
+def layered_column_text(label: str) -> str:
+    """A layered graph's node label without its level: "L2 · cat" -> "cat"."""
+    return _LEVEL_PREFIX.sub("", str(label), count=1)
+
+
+def layered_label_plan(
+    x: np.ndarray,
+    y: np.ndarray,
+    radius: np.ndarray,
+    node_layer: np.ndarray,
+    texts: Sequence[str],
+    measure: Callable[[str, bool], float],
+    height: float,
+    *,
+    forced: Iterable[int] = (),
+    gap: float = 3.0,
+) -> list[tuple[int, tuple[float, float, float, float], str, bool, bool]]:
+    """Where the labels of a graph drawn in rows (the layered layout) go, none overlapping.
+
+    A node label per node ("L2 · cat") piles up: in a row the nodes are closer than a
+    label is long. Instead each **column** (the nodes sharing an ``x``: one token through
+    the levels) gets its token's text once, written vertically under the column's lowest
+    node, and each **row** its level ("L2") left of its leftmost node. Columns are thinned
+    to a regular stride (1, 2, 5, 10, ... columns, the smallest at which ``height + gap``
+    pixels fit between labels); the columns of ``forced`` nodes (hovered, selected, path)
+    are always labelled, in bold, and the regular labels near them make room; a forced
+    label that would still touch another is moved further down, past it. Rows are thinned
+    the same way.
+
+    Parameters
+    ----------
+    x, y : arrays ``[n]``
+        Node centres in pixels, y pointing down.
+    radius : array ``[n]``
+        Node radii in pixels.
+    node_layer : array ``[n]``
+        Each node's level (row).
+    texts : sequence of ``n`` str
+        Node labels; a leading "Lk · " is dropped for the column label.
+    measure : callable ``(text, bold) -> float``
+        Text width in pixels.
+    height : float
+        One line of label text, in pixels.
+
+    Returns
+    -------
+    list of ``(node, (left, top, right, bottom), text, vertical, bold)``
+        One entry per label drawn: the node it stands for (a column's lowest node, a row's
+        leftmost), its rectangle in pixels, its text, whether it is written vertically
+        (columns) and whether it is bold (forced). No two rectangles share area.
+
+    Examples
+    --------
+    >>> x = np.array([0.0, 10, 0, 10]); y = np.array([100.0, 100, 0, 0])
+    >>> plan = layered_label_plan(x, y, np.full(4, 3.0), np.array([0, 0, 1, 1]),
+    ...                           ["L0 · a", "L0 · b", "L1 · a", "L1 · b"],
+    ...                           lambda text, bold: 7.0 * len(text), 14.0)
+    >>> [(node, text) for node, _, text, _, _ in plan]
+    [(0, 'a'), (0, 'L0'), (2, 'L1')]
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    radius = np.asarray(radius, dtype=np.float64)
+    layer = np.asarray(node_layer).ravel()
+    n = x.shape[0]
+    if n == 0:
+        return []
+    forced = {int(i) for i in forced if 0 <= int(i) < n}
+    out: list = []
+
+    # columns: nodes sharing an x, labelled under their lowest node (largest y)
+    columns, column_of = np.unique(np.round(x, 3), return_inverse=True)
+    by_column = np.lexsort((-y, column_of))
+    lowest = by_column[np.r_[0, np.flatnonzero(np.diff(column_of[by_column])) + 1]]
+    spacing = float(np.median(np.diff(columns))) if len(columns) > 1 else float("inf")
+    step = nice_step((height + gap) / spacing) if spacing > 0 else 1
+    forced_columns = sorted({int(column_of[i]) for i in forced})
+    strong: list[tuple[float, float, float, float]] = []  # forced labels: every other label keeps clear
+
+    def column_rect(column: int, bold: bool):
+        node = int(lowest[column])
+        text = layered_column_text(texts[node])
+        left, top = x[node] - height / 2, y[node] + radius[node] + 3.0
+        return node, text, (left, top, left + height, top + measure(text, bold) + 4.0)
+
+    def widened(rect):
+        return (rect[0] - gap, rect[1] - gap, rect[2] + gap, rect[3] + gap)
+
+    for column in forced_columns:  # always drawn; moved down past a forced label it would touch
+        node, text, rect = column_rect(column, True)
+        for _ in range(len(strong) + 1):
+            blocking = [other for other in strong if _overlaps(rect, widened(other))]
+            if not blocking:
+                break
+            shift = max(other[3] for other in blocking) + gap - rect[1]
+            rect = (rect[0], rect[1] + shift, rect[2], rect[3] + shift)
+        strong.append(rect)
+        out.append((node, rect, text, True, True))
+    previous = None  # regular labels go left to right: each keeps clear of the one before it
+    for column in range(0, len(columns), step):
+        if column in forced_columns:
+            continue
+        node, text, rect = column_rect(column, False)
+        probe = widened(rect)
+        if (previous is not None and _overlaps(previous, probe)) or any(_overlaps(o, probe) for o in strong):
+            continue
+        previous = rect
+        out.append((node, rect, text, True, False))
+
+    # rows: the level, left of the row's leftmost node, thinned like the columns
+    levels, row_of = np.unique(layer, return_inverse=True)
+    by_row = np.lexsort((x, row_of))
+    leftmost = by_row[np.r_[0, np.flatnonzero(np.diff(row_of[by_row])) + 1]]
+    rows = sorted(zip(leftmost.tolist(), levels.tolist(), strict=True), key=lambda item: -y[item[0]])
+    heights = np.sort(y[leftmost])
+    row_spacing = float(np.median(np.diff(heights))) if len(rows) > 1 else float("inf")
+    row_step = nice_step((height + gap) / row_spacing) if row_spacing > 0 else 1
+    placed = [rect for _, rect, *_ in out]
+    for k, (node, level) in enumerate(rows):
+        if k % row_step and k != len(rows) - 1:
+            continue
+        text = f"L{level}"
+        width = measure(text, False) + 6.0
+        right = x[node] - max(radius[node], height / 2) - 6.0
+        rect = (right - width, y[node] - height / 2, right, y[node] + height / 2)
+        if not any(_overlaps(other, widened(rect)) for other in placed):
+            placed.append(rect)
+            out.append((int(node), rect, text, False, False))
+    return [(node, tuple(float(v) for v in rect), text, vertical, bold) for node, rect, text, vertical, bold in out]
 
 
 def _display_label(text: str) -> str:
@@ -125,6 +264,8 @@ def graph_figure(
     weight_name: str = "attention weight",
     metrics: TextMetrics | None = None,
     max_edges: int = MAX_DRAWN_EDGES,
+    generated: Sequence[bool] | np.ndarray | None = None,
+    node_layer: np.ndarray | None = None,
 ) -> Figure:
     """The token graph as a figure: nodes at ``positions`` (``[n, 2]``, y up, as the
     canvas), the strongest ``max_edges`` edges ``sources[k] -> targets[k]`` (arcs in the
@@ -133,10 +274,18 @@ def graph_figure(
     labels placed without overlaps (priority: the size metric, else strength) and a
     legend: communities (colour and their strongest members), the node-size metric (three
     reference sizes with their values) and edge widths. ``path``, ``source``, ``target``
-    and ``selected`` are highlights, drawn only when given."""
+    and ``selected`` are highlights, drawn only when given. ``generated`` (bool ``[n]``)
+    marks a generation's tokens: a ring in :data:`GENERATED_COLOR`, a tinted label and a
+    legend entry "generated". In the "layered" layout, with ``node_layer`` (the level of
+    each node), token labels are written once per column under the lowest row, thinned to
+    a regular stride, and each row is named ("L0", "L1", ...) at its left, so no label
+    covers another or a node."""
     metrics = metrics or APPROX_METRICS
     labels = [str(x) for x in labels]
     n = len(labels)
+    generated_mask = np.zeros(n, dtype=bool) if generated is None else np.asarray(generated, dtype=bool).ravel()
+    if generated_mask.shape != (n,):
+        raise ValueError(f"generated must have one value per node ({n}), got {generated_mask.shape[0]}")
     fig = Figure(0, 0, title=title or "attention graph",
                  description="Attention Atlas graph: edge i -> j means token i attends to token j")
     y_title, title_w = _title(fig, title, metrics)
@@ -214,12 +363,25 @@ def graph_figure(
     key = np.where(np.isfinite(key), key, -np.inf)
     order = list(dict.fromkeys(int(i) for i in forced)) + [int(i) for i in np.argsort(-key, kind="stable")
                                                           if int(i) not in forced_set]
-    shown = _place(order, rects, forced_set, max_free=400, gap=2.0)
+    if layout == "layered" and node_layer is not None:  # one label per column and per row
+        plan = layered_label_plan(P[:, 0], P[:, 1], radius, np.asarray(node_layer).ravel(), texts,
+                                  lambda text, bold: metrics.width(text, LABEL_SIZE, bold), lh,
+                                  forced=forced_set, gap=2.0)
+        shown = [node for node, *_ in plan]
+        specs = [(rect, text, vertical, bold,
+                  MUTED_COLOR if not vertical else GENERATED_COLOR if generated_mask[node] else
+                  "#000000" if bold else TEXT_COLOR)
+                 for node, rect, text, vertical, bold in plan]
+    else:
+        shown = _place(order, rects, forced_set, max_free=400, gap=2.0)
+        specs = [(tuple(rects[i]), texts[i], arc, i in forced_set,
+                  GENERATED_COLOR if generated_mask[i] else "#000000" if i in forced_set else TEXT_COLOR)
+                 for i in shown]
 
     # bounding box of everything drawn in the local frame -> offset
     boxes = [np.column_stack([P[:, 0] - radius - 6, P[:, 1] - radius - 6, P[:, 0] + radius + 6, P[:, 1] + radius + 6])]
-    if shown:
-        boxes.append(rects[shown])
+    if specs:
+        boxes.append(np.array([rect for rect, *_ in specs], dtype=np.float64))
     if arc and ds.shape[0]:
         cp = to_px(curve.reshape(-1, 2))
         boxes.append(np.column_stack([cp[:, 0], cp[:, 1], cp[:, 0], cp[:, 1]]))
@@ -231,6 +393,7 @@ def graph_figure(
     if arc:
         C = C + (ox, oy)
     rects = rects + (ox, oy, ox, oy)
+    specs = [((r[0] + ox, r[1] + oy, r[2] + ox, r[3] + oy), *rest) for r, *rest in specs]
     graph_right, graph_bottom = bx1 + ox, by1 + oy
     graph_area = max((bx1 - bx0) * (by1 - by0), 1.0)
 
@@ -309,23 +472,24 @@ def graph_figure(
         if node is not None and 0 <= node < n:
             fig.items.append(Circle(P[node, 0], P[node, 1], radius[node] + 4.5, fill=None,
                                     stroke=GRAPH_COLORS[role], stroke_width=3.5))
+    for i in np.flatnonzero(generated_mask):  # a generation's answer: a ring, as on the canvas
+        fig.items.append(Circle(P[i, 0], P[i, 1], radius[i] + 2.0, fill=None, stroke=GENERATED_COLOR,
+                                stroke_width=2.0))
 
     # labels on a white halo
-    for i in shown:
-        left, top, right, bottom = rects[i]
+    for (left, top, right, bottom), text, vertical, bold, color in specs:
         fig.items.append(Rect(left, top, right - left, bottom - top, fill="#ffffff", fill_opacity=0.85))
-        bold = i in forced_set
-        color = "#000000" if bold else TEXT_COLOR
-        if arc:
-            fig.items.append(Text(left + lh / 2 - BASELINE * LABEL_SIZE, top + 2.5, texts[i], LABEL_SIZE, color,
+        if vertical:
+            fig.items.append(Text(left + lh / 2 - BASELINE * LABEL_SIZE, top + 2.5, text, LABEL_SIZE, color,
                                   bold=bold, rotate=90))
         else:
-            fig.items.append(Text(left + 3, top + lh / 2 + BASELINE * LABEL_SIZE, texts[i], LABEL_SIZE, color, bold=bold))
+            fig.items.append(Text(left + 3, top + lh / 2 + BASELINE * LABEL_SIZE, text, LABEL_SIZE, color, bold=bold))
 
     # legend
     legend_items, lw, lh_total = _graph_legend(
         labels, texts, communities, node_fill, size_values, size_metric, sizes, w, keep, key,
-        weight_name, bool(pedges) or source is not None or target is not None, metrics)
+        weight_name, bool(pedges) or source is not None or target is not None, metrics,
+        generated=bool(generated_mask.any()))
     wide = (graph_right - MARGIN) > 1.6 * (graph_bottom - (y_title + 6))
     if wide:
         lx, ly = MARGIN, graph_bottom + 18
@@ -343,7 +507,8 @@ def graph_figure(
     bottom = _notes(fig, bottom + 6, note_width, metrics)
     fig.width, fig.height = math.ceil(max(right, MARGIN + note_width) + MARGIN), math.ceil(bottom + MARGIN)
     fig.meta = {"kind": "graph", "nodes": P.tolist(), "labels_shown": list(shown), "edges_drawn": drawn,
-                "edges": total}
+                "edges": total, "label_rects": [list(rect) for rect, *_ in specs],
+                "generated": np.flatnonzero(generated_mask).tolist()}
     return fig
 
 
@@ -389,7 +554,7 @@ def _shift(item, dx: float, dy: float):
 
 
 def _graph_legend(labels, texts, communities, node_fill, size_values, size_metric, sizes, w, keep, key,
-                  weight_name, highlighted, metrics) -> tuple[list, float, float]:
+                  weight_name, highlighted, metrics, *, generated: bool = False) -> tuple[list, float, float]:
     """The graph legend's items at the origin, its width and height."""
     items: list = []
     y = 0.0
@@ -451,6 +616,11 @@ def _graph_legend(labels, texts, communities, node_fill, size_values, size_metri
             entry(text, 34.0)
             y += row
         y += 8
+    if generated:
+        heading("Tokens")
+        items.append(Circle(13, y + row / 2, 6, fill="#9aa5b1", stroke=GENERATED_COLOR, stroke_width=2))
+        entry("generated", 34.0)
+        y += row + 8
     if highlighted:
         heading("Highlight")
         for text, color, kind in (("path", GRAPH_COLORS["path"], "line"), ("source", GRAPH_COLORS["source"], "ring"),
