@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    entry = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     _prepare_environment()
     from analysis.cli import COMMANDS, command_main, set_figure_writer
@@ -43,8 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke_test:
         from app.smoke import run_smoke_test
 
-        return run_smoke_test(args.smoke_test, settings_path=args.settings)
-    return run_window(args)
+        code = run_smoke_test(args.smoke_test, settings_path=args.settings)
+    else:
+        code = run_window(args)
+    # the process's own entry (the console script, the bundle's launcher) passes no argv:
+    # leave without the interpreter's teardown; a caller with argv (tests) gets the code
+    return leave(code) if entry else code
 
 
 def write_figures(folder, run, view, graph, formats) -> None:
@@ -71,18 +76,29 @@ def run_window(args: argparse.Namespace) -> int:
     window.show()
     if args.text:
         window.analyse()
-    return finish(window, app.exec())
+    return app.exec()
 
 
 def finish(window, code: int) -> int:
-    """The exit code once the window closed. A lane still inside a long call that cannot be
-    interrupted (a tokenizer, a forward pass) would hold up the interpreter's exit: the
-    window is closed and the settings are saved, so the process leaves at once instead."""
-    if window.host.runner.executor.busy_lanes():
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+    """Leave the process with ``code`` once ``window`` closed (see :func:`leave`)."""
+    return leave(code)
+
+
+def leave(code: int) -> int:
+    """Exit at once with ``code``, without the interpreter's teardown.
+
+    Once the window has closed there is nothing left to do: the settings were saved and
+    synced, every export was written when it was asked for. The teardown itself is what can
+    go wrong: a lane still inside a long call that cannot be interrupted (a tokenizer, a
+    forward pass) holds up the exit, and Python freeing PySide and pyqtgraph objects in an
+    arbitrary order (the application before some widget, a lane posting to a deleted host)
+    crashed the process after a passing smoke test (exit code 139, seen on a loaded
+    machine). So the process leaves here, with its own exit code.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+    return code  # not reached
 
 
 if __name__ == "__main__":

@@ -186,6 +186,8 @@ class ThreadLanes:
 
     def _run(self, task: Task, deliver) -> None:
         def post(event: str, payload: Any = None) -> None:
+            if self._stopping:  # shut down: nobody applies it, and the host may be gone
+                return
             self._post(lambda: deliver(task, event, payload))
 
         if task.cancelled:

@@ -46,3 +46,21 @@ def test_smoke_test_reports_an_output_folder_it_cannot_create(qapp, tmp_path, ca
     blocker.write_text("x")
     assert main(["--smoke-test", str(blocker / "out")]) != 0
     assert "cannot create" in capsys.readouterr().err
+
+
+def test_the_process_entry_leaves_with_the_smoke_tests_exit_code(tmp_path):
+    """The console script's path (main() without argv) exits through app.main.leave: the
+    code of the smoke test, without the interpreter's teardown of Qt objects (which crashed
+    once after a passing smoke test)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "smoke"
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from app.main import main; sys.argv[1:] = sys.argv[1:]; main()",
+         "--smoke-test", str(out), "--settings", str(tmp_path / "s.ini")],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300,
+        env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1",
+             "ATLAS_DATA_DIR": str(tmp_path / "data"), "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "smoke test passed" in done.stdout and (out / "analysis" / "summary.json").is_file()
