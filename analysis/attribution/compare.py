@@ -283,7 +283,7 @@ def _number(value) -> float | None:
 @dataclass
 class _Part:
     """One model input whose matrices the views read: a run and the position read (None:
-    the mean over its positions), its tokens at ``offset`` in the comparison's input."""
+    the mean over its positions); a similarity has two, their tokens side by side."""
 
     run: Any
     position: int | None
