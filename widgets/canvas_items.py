@@ -463,10 +463,15 @@ class LabelLayer(pg.GraphicsObject):
         if kind == "layered" and c._node_layer is not None:
             # one label per column (the token, under its lowest node) and per row (its level)
             fm_bold = QtGui.QFontMetricsF(bold)
+            room = (c.layered_margins()[1] - 6.0 - float(c._sizes.max(initial=0.0)) / 2) * scale
+
+            def elide(text, pixels, is_bold):
+                return (fm_bold if is_bold else fm).elidedText(text, Qt.TextElideMode.ElideRight, pixels - 6 * scale)
+
             plan = layered_label_plan(
                 dx, dy, c._sizes * 0.5 * scale, c._node_layer, texts,
                 lambda text, is_bold: (fm_bold if is_bold else fm).horizontalAdvance(text) + 2 * scale, h,
-                forced=forced_set, gap=self.GAP_PX * scale)
+                forced=forced_set, gap=self.GAP_PX * scale, max_length=room, elide=elide)
             labels = [(node, rect, text, vertical, is_bold, "row" if not vertical else "column")
                       for node, rect, text, vertical, is_bold in plan]
         else:

@@ -14,11 +14,30 @@ import numpy as np
 from analysis.graph.layout import arc_layout, circular_layout, layered_layout
 from widgets.canvas_geometry import check_positions, layer_ranks
 
-__all__ = ["LAYOUTS", "LOCAL_LAYOUTS", "CanvasLayouts"]
+__all__ = ["LAYOUTS", "LOCAL_LAYOUTS", "CanvasLayouts", "layered_row_gap"]
 
 LAYOUTS = ("arc", "circular", "force", "layered")
 #: layouts computed here (O(n)); the others are only handed in
 LOCAL_LAYOUTS = ("arc", "circular", "layered")
+
+
+def layered_row_gap(node_layer: np.ndarray, aspect: float | None) -> float | None:
+    """The distance between the rows of the layered layout (one column = 1) at which the
+    graph is ``aspect`` times as wide as it is high, at least one column apart; None
+    (the layout's default) without an aspect or with a single row.
+
+    Examples
+    --------
+    >>> layered_row_gap(np.repeat(np.arange(3), 41), 4.0)  # 41 columns, 3 rows, 4:1
+    5.0
+    """
+    if aspect is None or not aspect > 0 or node_layer is None or len(node_layer) == 0:
+        return None
+    rows = len(np.unique(node_layer))
+    columns = int(np.max(layer_ranks(node_layer))) + 1
+    if rows < 2:
+        return None
+    return max(1.0, (columns - 1) / (rows - 1) / float(aspect))
 
 
 class CanvasLayouts:
@@ -27,6 +46,10 @@ class CanvasLayouts:
     def __init__(self):
         self.requested = "arc"
         self.drawn = "arc"
+        #: width / height (pixels) the layered layout should fill; None: the layout's own
+        #: proportions (rows 0.6 x the columns' width apart in all). Read when a graph's
+        #: layered positions are first computed.
+        self.layered_aspect: float | None = None
         self._n = 0
         self._node_layer: np.ndarray | None = None
         self._known: dict[str, np.ndarray] = {}
@@ -84,6 +107,7 @@ class CanvasLayouts:
             elif kind == "circular":
                 pos = circular_layout(self._n)
             else:  # tokens of a layered graph are listed layer by layer
-                pos = layered_layout(self._node_layer, layer_ranks(self._node_layer))
+                pos = layered_layout(self._node_layer, layer_ranks(self._node_layer),
+                                     row_gap=layered_row_gap(self._node_layer, self.layered_aspect))
             self._known[kind] = np.array(pos, dtype=np.float64)
         return self._known[kind]

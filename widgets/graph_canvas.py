@@ -232,6 +232,7 @@ class GraphCanvas(QtWidgets.QWidget):
 
         self._update_size_combo()
         self._update_layout_combo()
+        self._layouts.layered_aspect = self._layered_aspect()
         self._pos = self._layouts.positions()
         self._update_sizes()
         self._refresh_all(edges=not edges_later)
@@ -414,13 +415,7 @@ class GraphCanvas(QtWidgets.QWidget):
             return
         rect = self._vb.rect()  # the view box's size in pixels
         width, height = rect.width(), rect.height()
-        font = QtGui.QFont(self.font())
-        font.setPixelSize(LabelLayer.FONT_PX)
-        metrics = QtGui.QFontMetricsF(font)
-        bottom = max((metrics.horizontalAdvance(layered_column_text(t)) for t in self._display), default=0.0)
-        bottom += 14.0 + float(self._sizes.max(initial=0.0)) / 2
-        left = metrics.horizontalAdvance(f"L{int(np.max(self._node_layer))}") + 22.0 + metrics.height() / 2
-        pad = 12.0 + float(self._sizes.max(initial=0.0)) / 2
+        left, bottom, pad = self.layered_margins()
         (x0, y0), (x1, y1) = self._pos.min(axis=0), self._pos.max(axis=0)
         if width <= left + pad + 20 or height <= bottom + pad + 20:
             self._vb.autoRange(padding=0.05)
@@ -428,6 +423,30 @@ class GraphCanvas(QtWidgets.QWidget):
         scale = min((width - left - pad) / max(x1 - x0, 1e-9), (height - bottom - pad) / max(y1 - y0, 1e-9))
         self._vb.setRange(xRange=(x0 - left / scale, x1 + pad / scale),
                           yRange=(y0 - bottom / scale, y1 + pad / scale), padding=0)
+
+    def _layered_aspect(self) -> float | None:
+        """Width / height of the room the layered layout has on the canvas now (its
+        margins left out); None while the canvas has no size yet."""
+        if self._node_layer is None or not self.isVisible():
+            return None
+        rect = self._vb.rect()
+        left, bottom, pad = self.layered_margins()
+        width, height = rect.width() - left - pad, rect.height() - bottom - pad
+        return width / height if width > 40 and height > 40 else None
+
+    def layered_margins(self) -> tuple[float, float, float]:
+        """Pixels kept free in the layered layout: left (the level names), bottom (the token
+        labels under the lowest row: as long as the longest, at most 30% of the canvas's
+        height and 110 px; longer labels are elided) and around the rest."""
+        font = QtGui.QFont(self.font())
+        font.setPixelSize(LabelLayer.FONT_PX)
+        metrics = QtGui.QFontMetricsF(font)
+        longest = max((metrics.horizontalAdvance(layered_column_text(t)) for t in self._display), default=0.0)
+        node = float(self._sizes.max(initial=0.0)) / 2
+        room = min(longest + 8.0, 0.3 * self._vb.rect().height(), 110.0)
+        top_level = int(np.max(self._node_layer)) if self._node_layer is not None and len(self._node_layer) else 0
+        left = metrics.horizontalAdvance(f"L{top_level}") + 22.0 + metrics.height() / 2
+        return left, room + 6.0 + node, 12.0 + node
 
     def figure(self, *, include_highlight: bool = False, title: str | None = None):
         """The graph as a figure (:class:`analysis.io.figure_data.Figure`) in the layout

@@ -90,6 +90,8 @@ def layered_label_plan(
     *,
     forced: Iterable[int] = (),
     gap: float = 3.0,
+    max_length: float | None = None,
+    elide: Callable[[str, float, bool], str] | None = None,
 ) -> list[tuple[int, tuple[float, float, float, float], str, bool, bool]]:
     """Where the labels of a graph drawn in rows (the layered layout) go, none overlapping.
 
@@ -117,6 +119,9 @@ def layered_label_plan(
         Text width in pixels.
     height : float
         One line of label text, in pixels.
+    max_length, elide : float and callable ``(text, pixels, bold) -> str``, optional
+        A column label longer than ``max_length`` pixels is shortened by ``elide`` (the
+        canvas keeps its labels inside the room it has under the graph).
 
     Returns
     -------
@@ -156,6 +161,8 @@ def layered_label_plan(
     def column_rect(column: int, bold: bool):
         node = int(lowest[column])
         text = layered_column_text(texts[node])
+        if max_length is not None and elide is not None and measure(text, bold) > max_length:
+            text = elide(text, max_length, bold)
         left, top = x[node] - height / 2, y[node] + radius[node] + 3.0
         return node, text, (left, top, left + height, top + measure(text, bold) + 4.0)
 
