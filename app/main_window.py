@@ -63,8 +63,8 @@ METRICS_ROWS = 8  # rows of the metrics table visible in the default layout
 def dock_sizes(width: int, height: int, metrics_px: int) -> dict[str, int]:
     """Pixel sizes of the default layout in a ``width`` x ``height`` window.
 
-    Columns: the left one (input, heads) takes 26% of the width within 300..460 px (at
-    1600 px its 416 px give 12 heads tiles of 28 px or more), the right one (graph,
+    Columns: the left one (input, heads) takes 27% of the width within 300..470 px (at
+    1600 px its 432 px give 12 heads tiles of 29 px, window frame included), the right one (graph,
     metrics) 32% within 420..640 px; the heatmap in the middle keeps the rest, at least
     420 px. Rows: input 40% of the left column over the heads; the metrics table
     ``metrics_px`` (its rows) or 38% of the right column, whichever is more, under the
@@ -76,7 +76,7 @@ def dock_sizes(width: int, height: int, metrics_px: int) -> dict[str, int]:
     >>> 1280 - s["left"] - s["right"] >= 420, s["metrics"] >= 240
     (True, True)
     """
-    left = min(max(round(0.26 * width), 300), 460)
+    left = min(max(round(0.27 * width), 300), 470)
     right = min(max(round(0.32 * width), 420), 640)
     spare = width - left - right - 420
     if spare < 0:  # a narrow window: the right column gives way first, then the left

@@ -92,7 +92,8 @@ def colorbar_title(scale: str, name: str | None = None) -> str:
     """
     if name is None or name == COLORBAR_LABELS["linear"]:
         return COLORBAR_LABELS[scale]
-    return {"linear": name, "log": f"{name} (log scale)", "signed": f"{name} (signed, 0 = white)"}[scale]
+    signed = f"{name} (0 = white)" if "signed" in name else f"{name} (signed, 0 = white)"
+    return {"linear": name, "log": f"{name} (log scale)", "signed": signed}[scale]
 
 
 #: What a view's numbers are, by view kind (the colour bar's title, see value_name).
