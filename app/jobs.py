@@ -201,18 +201,15 @@ def generate_job(request: GenerateRequest):
     return job
 
 
-# What a contribution view shows, from what analysis.contributions.contributions_for_run returns.
-CONTRIBUTION_ARRAYS = {"value_norm": "value_norm_sum", "alti": "alti_rollout", "value_zeroing": "value_zeroing_rollout"}
-
-
 def contributions_job(run: AttentionRun, kind: str, allow_pickle: bool = False, capture=None):
-    """One contribution measure of ``run`` ([layers, T, T], as its view shows it), from the
-    model the run was made with; cancellable, with progress (value zeroing is slow). With
+    """One contribution measure of ``run``, from the model the run was made with: what its
+    view shows and its per-layer matrices (analysis.contributions.run_contributions: rollout
+    and flow go through those); cancellable, with progress (value zeroing is slow). With
     ``capture`` (the analysis pass, :func:`recorded_extract`) the model does not run again
     for value norms and ALTI."""
 
     def job(context):
-        from analysis.contributions import contributions_for_run
+        from analysis.contributions import contributions_for_run, run_contributions
         from analysis.models.loading import load_model
 
         context.progress(0.01, "Loading the model…")
@@ -222,7 +219,7 @@ def contributions_job(run: AttentionRun, kind: str, allow_pickle: bool = False, 
         arrays = contributions_for_run(
             loaded, run, kinds=(kind,), cancelled=context.is_cancelled, capture=capture,
             progress=lambda fraction: context.report(0.02 + 0.98 * fraction, f"Computing {label}…"))
-        return {kind: arrays[CONTRIBUTION_ARRAYS[kind]]}
+        return run_contributions(arrays)
 
     return job
 
@@ -334,18 +331,33 @@ def force_layout_job(result, seed: int = 0):
     return job
 
 
-def flow_job(attentions: np.ndarray, query: int, layer: int):
-    """Attention flow from ``query`` at ``layer`` into every input token."""
+def _source(run: AttentionRun, stack: str, layer: int, through: str) -> dict:
+    """What the flow, layered graph and route functions take: the stack's raw attentions
+    (through attention: the functions add the residual themselves, as always), else
+    ``layers=`` the per-layer capacities through a contribution (computed here, on the lane:
+    ``L T^2`` float64 is large for a long text)."""
+    from analysis.attention.views import stack_attentions
+
+    if through == "attention":
+        return {"attentions": stack_attentions(run, stack)}
+    from analysis.attention.capacities import layer_capacities
+
+    return {"layers": layer_capacities(run, through, upto_layer=layer, stack=stack)}
+
+
+def flow_job(run: AttentionRun, query: int, layer: int, *, stack: str = "self", through: str = "attention"):
+    """Attention flow from ``query`` at ``layer`` into every input token, through attention
+    or a contribution's per-layer matrices."""
 
     def job(context):
         from analysis.attention.flow import attention_flow
 
         return attention_flow(
-            attentions,
-            query,
-            layer,
+            query=query,
+            layer=layer,
             progress=lambda fraction: context.report(fraction, "Computing attention flow…"),
             cancelled=context.is_cancelled,
+            **_source(run, stack, layer, through),
         )
 
     return job
@@ -366,7 +378,8 @@ def path_job(matrix: np.ndarray, source: int, target: int, widest: bool, rule: S
     return job
 
 
-def layered_job(attentions: np.ndarray, layer: int, rule: SparsifyRule, stack: str, max_edges: int | None = None):
+def layered_job(run: AttentionRun, layer: int, rule: SparsifyRule, stack: str, max_edges: int | None = None, *,
+                through: str = "attention"):
     """The graph across layers (tokens at every level, input to ``layer``) for the canvas."""
 
     def job(context):
@@ -374,18 +387,20 @@ def layered_job(attentions: np.ndarray, layer: int, rule: SparsifyRule, stack: s
 
         context.progress(0.1, "Building the graph across layers…")
         started = time.perf_counter()
-        graph = layered_graph(attentions, layer, rule, max_edges=max_edges or CANVAS_EDGE_LIMIT)
+        graph = layered_graph(layer=layer, rule=rule, max_edges=max_edges or CANVAS_EDGE_LIMIT,
+                              **_source(run, stack, layer, through))
         return LayeredOutcome(graph=graph, stack=stack, seconds=time.perf_counter() - started)
 
     return job
 
 
-def route_job(attentions: np.ndarray, query: int, target: int, layer: int):
+def route_job(run: AttentionRun, query: int, target: int, layer: int, *, stack: str = "self",
+              through: str = "attention"):
     """The most probable route from ``query`` at the top of ``layer`` down to input ``target``."""
 
     def job(context):
         from analysis.graph.paths import layered_route
 
-        return layered_route(attentions, query, target, layer)
+        return layered_route(query=query, target=target, layer=layer, **_source(run, stack, layer, through))
 
     return job

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from analysis.attention.views import stack_attentions, values_for_view
+from analysis.attention.views import values_for_view
 from app import jobs
 from app.session import RESULT_OF, AnalysisInputs, Session, is_empty
 from app.tasks import Task, TaskKind, TaskRunner
@@ -144,19 +144,21 @@ class Planner:
                                 s.path_kind == "widest", settings.rule, signed=view.signed)
             self._submit_result(kind, job)
         elif kind is TaskKind.LAYERED:
-            attentions = stack_attentions(s.run, view.spec.stack)
-            self._submit_result(kind, jobs.layered_job(attentions, view.spec.layer, settings.rule, view.spec.stack))
+            spec = view.spec
+            self._submit_result(kind, jobs.layered_job(s.run, spec.layer, settings.rule, spec.stack,
+                                                       through=spec.through))
         elif kind is TaskKind.ROUTE:
-            attentions = stack_attentions(s.run, view.spec.stack)
-            self._submit_result(kind, jobs.route_job(attentions, s.path_source, s.path_target, view.spec.layer))
+            spec = view.spec
+            self._submit_result(kind, jobs.route_job(s.run, s.path_source, s.path_target, spec.layer,
+                                                     stack=spec.stack, through=spec.through))
         elif kind is TaskKind.FLOW:
-            attentions = stack_attentions(s.run, view.spec.stack)
-            flow_view = view
+            spec, flow_view = view.spec, view
 
             def done(token_flow) -> None:
                 s.set_task_result(TaskKind.FLOW, values_for_view(flow_view, token_flow, side="col"))
 
-            self._submit(kind, jobs.flow_job(attentions, view.spec.query, view.spec.layer), done)
+            self._submit(kind, jobs.flow_job(s.run, spec.query, spec.layer, stack=spec.stack, through=spec.through),
+                         done)
 
     def _submit_result(self, kind: TaskKind, job) -> Task:
         def done(value) -> None:

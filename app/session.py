@@ -43,11 +43,12 @@ from analysis.attention.views import (
     MissingContributions,
     ViewSpec,
     make_view,
+    needed_contribution,
     view_matrix_key,
     view_position,
 )
 from analysis.graph.rules import DEFAULT_RULE, SparsifyRule
-from analysis.options import CONTRIBUTION_KINDS, LAYERED_VIEW_KINDS, LAYOUT_KINDS, PATH_KINDS
+from analysis.options import LAYERED_VIEW_KINDS, LAYOUT_KINDS, PATH_KINDS
 from app.tasks import TaskKind
 
 DEFAULT_SOURCE = "default"
@@ -310,12 +311,16 @@ class Session:
 
     @property
     def missing_contribution(self) -> str | None:
-        """The contribution kind the chosen view needs and the run lacks (None otherwise)."""
+        """The contribution kind the chosen view needs and the run lacks (None otherwise): a
+        contribution view's own array, or the per-layer matrices a rollout or flow *through*
+        a contribution goes through (analysis.attention.views.needed_contribution)."""
         run = self.run
-        kind = self.spec.kind
-        if run is None or kind not in CONTRIBUTION_KINDS or kind in run.contributions:
+        if run is None:
             return None
-        return kind
+        try:
+            return needed_contribution(run, self.spec)
+        except ValueError:
+            return None
 
     def set_attribution(self, outcome: dict | None) -> None:
         """The attribution computed for the current run (cleared by a new run)."""
@@ -406,7 +411,8 @@ class Session:
         if key != self._matrix_key:
             self._matrix_key = key
             changed.add("view_matrix")
-        layered_key = (view.spec.stack, view.spec.layer) if view.spec.kind in LAYERED_VIEW_KINDS else None
+        layered_key = ((view.spec.stack, view.spec.layer, view.spec.through)
+                       if view.spec.kind in LAYERED_VIEW_KINDS else None)
         if layered_key != self._layered_key:
             self._layered_key = layered_key
             changed.add("layered_input")

@@ -1,4 +1,5 @@
-"""Selectors for what to look at: view kind, layer, head, stack, words, specials, colour scale."""
+"""Selectors for what to look at: view kind, layer, head, stack, the source rollout and flow
+go through, words, specials, colour scale."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from analysis.attention.views import ViewSpec
-from analysis.options import STACK_ITEMS, VIEW_ITEMS
+from analysis.options import LAYERED_VIEW_KINDS, STACK_ITEMS, THROUGH_ITEMS, VIEW_ITEMS
 
 
 class ViewControls(QWidget):
@@ -41,6 +42,13 @@ class ViewControls(QWidget):
             self.stack_box.addItem(name, key)
             self.stack_box.setItemData(self.stack_box.count() - 1, tip, 3)
         self.stack_box.setToolTip("Encoder-decoder models: encoder self-, decoder self- or cross-attention")
+        self.through_box = QComboBox()
+        for key, name, tip in THROUGH_ITEMS:
+            self.through_box.addItem(f"through {name}", key)
+            self.through_box.setItemData(self.through_box.count() - 1, tip, 3)
+        self.through_box.setToolTip("Rollout and flow: the per-layer matrices they go through, raw attention "
+                                    "(with half added for the residual) or a contribution measure (computed from "
+                                    "the model on first use)")
         self.words_check = QCheckBox("Words")
         self.words_check.setToolTip("Merge sub-word tokens into words (keys summed, queries averaged)")
         self.special_check = QCheckBox("Hide specials")
@@ -53,7 +61,8 @@ class ViewControls(QWidget):
 
         # Two rows, so the window still fits a 1280-pixel screen beside the docks.
         what = QHBoxLayout()
-        for widget in (QLabel("View"), self.kind_box, self.layer_spin, self.head_spin, self.stack_box):
+        for widget in (QLabel("View"), self.kind_box, self.layer_spin, self.head_spin, self.through_box,
+                       self.stack_box):
             what.addWidget(widget)
         what.addStretch(1)
         how = QHBoxLayout()
@@ -71,15 +80,22 @@ class ViewControls(QWidget):
         self._debounce.setInterval(15)
         self._debounce.timeout.connect(self.changed)
         for signal in (self.kind_box.currentIndexChanged, self.layer_spin.valueChanged, self.head_spin.valueChanged,
-                       self.stack_box.currentIndexChanged, self.words_check.toggled, self.special_check.toggled):
+                       self.stack_box.currentIndexChanged, self.through_box.currentIndexChanged,
+                       self.words_check.toggled, self.special_check.toggled):
             signal.connect(self._on_any_change)
         self.log_check.toggled.connect(self.display_changed)
         self.colormap_box.currentIndexChanged.connect(self.display_changed)
         self.set_limits(1, 1, has_decoder=False)
 
     def _on_any_change(self, *_):
-        self.head_spin.setEnabled(self.kind() == "head")
+        self._update_enabled()
         self._debounce.start()
+
+    def _update_enabled(self) -> None:
+        self.head_spin.setEnabled(self.kind() == "head")
+        layered = self.kind() in LAYERED_VIEW_KINDS
+        self.head_spin.setVisible(not layered)  # one place for head or source: the row fits 1280 px
+        self.through_box.setVisible(layered)
 
     def set_limits(self, layers: int, heads: int, *, has_decoder: bool) -> None:
         """Fit the selectors to a model; keeps the current values where they still exist."""
@@ -91,7 +107,7 @@ class ViewControls(QWidget):
             self.stack_box.setCurrentIndex(0)
         for widget, old in zip((self.layer_spin, self.head_spin, self.stack_box), blockers, strict=True):
             widget.blockSignals(old)
-        self.head_spin.setEnabled(self.kind() == "head")
+        self._update_enabled()
 
     def kind(self) -> str:
         return self.kind_box.currentData()
@@ -100,12 +116,16 @@ class ViewControls(QWidget):
         """The view the controls ask for (the flow query is the session's, not theirs)."""
         return ViewSpec(kind=self.kind(), layer=self.layer_spin.value(), head=self.head_spin.value(),
                         stack=self.stack(), merge_words=self.words_check.isChecked(),
-                        drop_special=self.special_check.isChecked())
+                        drop_special=self.special_check.isChecked(), through=self.through())
+
+    def through(self) -> str:
+        """The source rollout and flow go through (``analysis.options.THROUGH_KINDS``)."""
+        return self.through_box.currentData()
 
     def set_spec(self, spec: ViewSpec) -> None:
         """Show ``spec`` without emitting ``changed`` (it comes from the session)."""
         widgets = (self.kind_box, self.layer_spin, self.head_spin, self.stack_box, self.words_check,
-                   self.special_check)
+                   self.special_check, self.through_box)
         blocked = [w.blockSignals(True) for w in widgets]
         self.kind_box.setCurrentIndex(max(0, self.kind_box.findData(spec.kind)))
         if spec.layer >= 0:
@@ -116,9 +136,10 @@ class ViewControls(QWidget):
         self.stack_box.setCurrentIndex(max(0, self.stack_box.findData(spec.stack)))
         self.words_check.setChecked(spec.merge_words)
         self.special_check.setChecked(spec.drop_special)
+        self.through_box.setCurrentIndex(max(0, self.through_box.findData(spec.through)))
         for widget, old in zip(widgets, blocked, strict=True):
             widget.blockSignals(old)
-        self.head_spin.setEnabled(self.kind() == "head")
+        self._update_enabled()
 
     def stack(self) -> str:
         return self.stack_box.currentData()

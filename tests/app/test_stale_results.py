@@ -73,7 +73,7 @@ def test_leaving_the_flow_view_cancels_the_flow_and_the_next_graph_does_not_wait
     window = analysed
     started, cancelled = threading.Event(), threading.Event()
 
-    def endless_flow(attentions, query, layer):
+    def endless_flow(run, query, layer, **source):
         def job(context):
             started.set()
             while not context.is_cancelled():
