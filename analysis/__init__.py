@@ -4,7 +4,7 @@ For notebooks and scripts: ``import analysis as atlas`` then ``atlas.analyse``,
 ``atlas.view``, ``atlas.build_graph``, ``atlas.flow``, ``atlas.export`` (see :mod:`analysis.api`).
 """
 
-_API = ("analyse", "view", "build_graph", "flow", "export")
+_API = ("analyse", "view", "build_graph", "flow", "with_contributions", "export")
 
 
 def __getattr__(name: str):

@@ -66,8 +66,10 @@ class AttentionRun:
     # per-step record (chosen token, its probability, top candidates, logit lens).
     prompt_length: int | None = None
     generation: Any = None
-    # Contribution matrices computed on demand (analysis.contributions), float32 [layers, T, T]:
-    # "value_norm" (per layer), "alti" and "value_zeroing" (combined by rollout to each layer).
+    # Contribution matrices computed on demand (analysis.contributions.run_contributions),
+    # float32 [layers, T, T]: "value_norm" (per layer), "alti" and "value_zeroing" (combined by
+    # rollout to each layer: what their views show), "alti_layers" and "value_zeroing_layers"
+    # (per layer: what rollout, flow and the layered graph go through).
     contributions: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
