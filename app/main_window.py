@@ -386,7 +386,9 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, Attributio
     def _on_view_for_colorbar(self, view) -> None:
         """The colour bar says what the view's numbers are ("ALTI contribution", ...)."""
         if view is not None:
-            self.heatmap.set_value_name(value_name(view.spec.kind, stack=view.spec.stack, signed=view.signed))
+            spec = view.spec
+            self.heatmap.set_value_name(value_name(spec.kind, stack=spec.stack, signed=view.signed,
+                                                   through=getattr(spec, "through", "attention")))
 
     # Settings --------------------------------------------------------------------------------------
 

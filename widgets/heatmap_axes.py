@@ -109,11 +109,16 @@ VALUE_NAMES = {
 }
 
 
-def value_name(kind: str, *, stack: str = "self", signed: bool = False) -> str:
+#: What a rollout or flow goes through, as the colour bar names it ("ALTI rollout").
+THROUGH_NAMES = {"value_norm": "value-norm", "alti": "ALTI", "value_zeroing": "value-zeroing"}
+
+
+def value_name(kind: str, *, stack: str = "self", signed: bool = False, through: str = "attention") -> str:
     """What the numbers of a view of ``kind`` are, for the colour bar: "attention weight"
     for one head, "ALTI contribution" for ALTI, ...; "cross-attention weight" on the cross
-    stack; a signed view says so ("signed score"). The flow view's matrix is the rollout
-    (the flow itself is in the token view), and its title says that.
+    stack; a rollout or flow ``through`` a contribution names it ("ALTI rollout"); a
+    signed view says so ("signed score"). The flow view's matrix is the rollout (the flow
+    itself is in the token view), and its title says that.
 
     Examples
     --------
@@ -121,10 +126,14 @@ def value_name(kind: str, *, stack: str = "self", signed: bool = False) -> str:
     'largest attention weight of the heads'
     >>> value_name("head", stack="cross")
     'cross-attention weight'
+    >>> value_name("rollout", through="alti")
+    'ALTI rollout'
     """
     if signed:
         return "signed score"
     name = VALUE_NAMES.get(kind, "value")
+    if kind in ("rollout", "flow") and through in THROUGH_NAMES:
+        name = name.replace("attention rollout", f"{THROUGH_NAMES[through]} rollout")
     if stack == "cross":
         name = name.replace("attention weight", "cross-attention weight")
     return name

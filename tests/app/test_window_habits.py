@@ -125,10 +125,11 @@ def test_the_hover_tooltip_follows_a_switch_under_a_still_mouse(qtbot, analysed)
     ({"kind": "max"}, "largest attention weight of the heads"),
     ({"kind": "rollout"}, "attention rollout"),
     ({"kind": "alti"}, "ALTI contribution"),
+    ({"kind": "rollout", "through": "alti"}, "ALTI rollout"),
 ])
 def test_the_colour_bar_says_what_the_numbers_are(qtbot, analysed, changes, label):
     window = analysed
-    if changes["kind"] == "alti":
+    if changes["kind"] == "alti" or "through" in changes:  # computed from the model first
         with qtbot.waitSignals([window.view_ready, window.graph_ready], timeout=120_000):
             window.session.set_spec(**changes)
     else:
