@@ -25,6 +25,14 @@ the word of the token before it, whatever the tokenizer:
 - Special tokens (``[CLS]``, ``<s>``, ``<|endoftext|>``) are kept as written; so is a
   byte-level piece that is only part of a multi-byte character (``"âĢ"``).
 
+**The unknown token is an ordinary token.** ``[UNK]`` (WordPiece) or ``<unk>`` (Unigram),
+which a tokenizer gives to text outside its vocabulary (an emoji for MiniLM), stands for
+that text: it has its character span, word and segment, and "Hide specials" keeps it. Its
+label is written as the tokenizer writes it. :func:`unknown_token_id` tells it apart from
+an unknown token that is really a delimiter (GPT-2's and SmolLM2's ``<|endoftext|>`` is
+named ``unk_token`` too, but the byte-level model never produces it); such a token stays
+special. :func:`special_token_ids` is the set of special ids without it.
+
 Merged words in views (``analysis.attention.views.group_label``) read as the word itself,
 taken from the text.
 """
@@ -43,6 +51,69 @@ _BYTE_FALLBACK = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 _SPECIAL_LOOKING = re.compile(r"^(\[[A-Za-z_]+\]|<[^<>\s]+>|<\|[^<>|\s]+\|>)$")
 _SHOWN_WHITESPACE = {"\n": "⏎", "\r": "⏎", "\t": "⇥"}
 _SPACE = "␣"
+# A private-use character that no vocabulary holds: what a tokenizer's model gives for it
+# is its unknown token, or nothing (byte-level BPE, byte fallback) when it has none.
+_OUTSIDE_EVERY_VOCABULARY = "\U0010fffd"
+# Roles whose token is a delimiter: an unknown token shared with one of them stays special.
+_DELIMITER_ROLES = ("bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id", "mask_token_id")
+
+
+def unknown_token_id(tokenizer) -> int | None:
+    """The id of the token ``tokenizer`` gives to text outside its vocabulary, or None.
+
+    Parameters
+    ----------
+    tokenizer : transformers fast tokenizer
+        One with a Rust ``backend_tokenizer``.
+
+    Returns
+    -------
+    int or None
+        ``tokenizer.unk_token_id`` when the tokenizer's model really produces it for an
+        unknown character and it is not also a delimiter (``bos``, ``eos``, ``cls``,
+        ``sep`` or ``mask``); else None (byte-level BPE and byte-fallback tokenizers have
+        no unknown text; GPT-2's ``unk_token`` is its ``<|endoftext|>``).
+
+    Examples
+    --------
+    >>> from analysis.models.loading import load_model          # doctest: +SKIP
+    >>> unknown_token_id(load_model("minilm").tokenizer)        # doctest: +SKIP
+    100
+    >>> unknown_token_id(load_model("smollm2").tokenizer) is None  # doctest: +SKIP
+    True
+    """
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None:
+        return None
+    unk = int(unk)
+    if any(getattr(tokenizer, role, None) == unk for role in _DELIMITER_ROLES):
+        return None
+    model = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
+    try:
+        produced = {int(token.id) for token in model.tokenize(_OUTSIDE_EVERY_VOCABULARY)}
+    except Exception:  # no Rust model, or one that cannot tokenize alone: keep it special
+        return None
+    return unk if unk in produced else None
+
+
+def special_token_ids(tokenizer) -> frozenset[int]:
+    """Ids of every special token of ``tokenizer`` except its unknown token.
+
+    The named ones (``all_special_ids``: ``[CLS]``, ``</s>``, ...) and the added tokens
+    marked special (``<|im_start|>``), less :func:`unknown_token_id`, which is an ordinary
+    token (see the module doc).
+
+    Examples
+    --------
+    >>> from analysis.models.loading import load_model              # doctest: +SKIP
+    >>> sorted(special_token_ids(load_model("minilm").tokenizer))   # doctest: +SKIP
+    [0, 101, 102, 103]
+    """
+    ids = {int(i) for i in tokenizer.all_special_ids}
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    ids |= {int(i) for i, token in added.items() if getattr(token, "special", False)}
+    ids.discard(unknown_token_id(tokenizer))
+    return frozenset(ids)
 
 
 @lru_cache(maxsize=1)

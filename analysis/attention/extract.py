@@ -26,6 +26,11 @@ Smaller runs are float32, exactly as transformers returns them. Code that reads
 ``run.attentions`` converts to float32 or float64 where it computes (the views do), one layer
 at a time where the array is large.
 
+Long inputs: only a bounded prefix of the text is tokenized (:func:`encode_bounded`), so
+the time and memory of a 50 MB text are those of its first few thousand characters; the
+tokens kept are exactly the first ones of the whole text's tokenization, and the run's
+``text`` (and ``pair``) is the part analysed: it ends with the last token kept.
+
 ``extract_ids`` runs given token ids (a prompt and its generation, see
 :mod:`analysis.generation`) instead of a text: tokens, offsets into the decoded text, word
 and special marks are recovered from the ids.
@@ -39,16 +44,20 @@ attention patterns.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import re
 import time
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
 
 from analysis.models.loading import LoadedModel
 from analysis.run import ENCODER_DECODER, AttentionRun
-from analysis.tokens import display_labels
+from analysis.tokens import display_labels, special_token_ids, unknown_token_id
 
 _NOT_MODEL_INPUTS = ("offset_mapping", "special_tokens_mask", "overflow_to_sample_mapping")
 
@@ -56,6 +65,15 @@ _NOT_MODEL_INPUTS = ("offset_mapping", "special_tokens_mask", "overflow_to_sampl
 FLOAT16_ABOVE_BYTES = 256 * 2**20
 # Above this many bytes of float32 attentions, hooks copy them layer by layer (module doc).
 CAPTURE_ABOVE_BYTES = 64 * 2**20
+# Long inputs are tokenized a bounded prefix at a time (see :func:`encode_bounded`): the
+# first prefix has this many characters per token the model reads, and it grows this many
+# times over while it holds too few tokens.
+PREFIX_CHARS_PER_TOKEN = 8
+PREFIX_GROWTH = 4
+# A prefix that cannot end just before a space (none in its second half) must hold this
+# many tokens more than are kept, since its last word may tokenize differently whole.
+HARD_CUT_MARGIN = 64
+_SPACE_AFTER_A_WORD = re.compile(r"(?<=\S) ")  # a space (U+0020) that follows a non-space
 
 
 def attention_dtype(layers: int, heads: int, queries: int, keys: int | None = None) -> np.dtype:
@@ -97,7 +115,9 @@ def extract(
     - ``max_tokens``: show at most this many tokens (the model's own limit,
       ``facts.max_positions``, always applies). A longer input is truncated, ``truncated``
       is set and ``notice`` says so in a sentence; a pair is shortened first
-      (``only_second``) when the text alone fits, else both (``longest_first``).
+      (``only_second``) when the text alone fits, else both (``longest_first``). Only a
+      bounded prefix of a long input is tokenized (:func:`encode_bounded`), and
+      ``run.text`` / ``run.pair`` are then the parts analysed (up to the last token kept).
     - Encoder-decoder models (T5, BART): ``attentions`` is the encoder's self-attention
       over the source tokens. The decoder reads, by teacher forcing, the *decoder input*:
       ``decoder_text`` if given; else ``pair`` if given (then the encoder reads ``text``
@@ -120,13 +140,15 @@ def extract(
 
     start = time.perf_counter()
     tokenizer = loaded.tokenizer
-    encoding, total = _encode(tokenizer, text, pair, limit)
+    bounded = encode_bounded(tokenizer, text, pair, limit)
+    encoding = bounded.encoding
+    text, pair = bounded.analysed_text, bounded.analysed_pair
     ids = encoding["input_ids"]
     tokens = tuple(tokenizer.convert_ids_to_tokens(ids[0].tolist()))
     special, segments, word_ids = _token_roles(encoding, tokenizer, ids)
     offsets = _offsets(encoding, special, segments, text, pair)
     labels = display_labels(tokens, special, word_ids=word_ids, segment_ids=segments)
-    notices = [_truncation_notice(facts, total, limit, pair)] if total > limit else []
+    notices = [_truncation_notice(facts, bounded, limit)] if bounded.truncated else []
     inputs = _model_inputs(loaded.model, encoding, loaded.device)
     decoder = None
     if is_seq2seq:
@@ -148,9 +170,9 @@ def extract(
             max(facts.num_heads, facts.decoder_heads),
             max(source_len, target_len),
         )
-        attentions = _stack(output.encoder_attentions, facts.name, dtype)
-        decoder_attentions = _stack(output.decoder_attentions, facts.name, dtype)
-        cross_attentions = _stack(output.cross_attentions, facts.name, dtype)
+        attentions = _stack(getattr(output, "encoder_attentions", None), facts.name, dtype)
+        decoder_attentions = _stack(getattr(output, "decoder_attentions", None), facts.name, dtype)
+        cross_attentions = _stack(getattr(output, "cross_attentions", None), facts.name, dtype)
         del output  # the per-layer tensors: the arrays above are their only copy now
         convert_s = time.perf_counter() - start
     else:
@@ -170,7 +192,7 @@ def extract(
         segment_ids=segments,
         attentions=attentions,
         model=facts,
-        truncated=total > limit,
+        truncated=bounded.truncated,
         notice=" ".join(notices) or None,
         timings={
             "load": float(loaded.load_seconds),
@@ -304,11 +326,9 @@ def _checked_ids(loaded: LoadedModel, ids) -> list[int]:
 
 
 def _special_ids(tokenizer) -> np.ndarray:
-    """Ids of every special token: the named ones and added tokens marked special."""
-    ids = set(tokenizer.all_special_ids)
-    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
-    ids |= {int(i) for i, token in added.items() if getattr(token, "special", False)}
-    return np.fromiter(sorted(ids), dtype=np.int64)
+    """Ids of every special token (the named ones and added tokens marked special), without
+    the unknown token, which is ordinary (:func:`analysis.tokens.special_token_ids`)."""
+    return np.fromiter(sorted(special_token_ids(tokenizer)), dtype=np.int64)
 
 
 def _text_offsets_words(tokenizer, ids: list[int], special: np.ndarray, text: str | None):
@@ -484,25 +504,201 @@ def _token_limit(loaded: LoadedModel, max_tokens: int | None, pair: str | None) 
 # --- tokens --------------------------------------------------------------------------
 
 
-def _encode(tokenizer, text: str, pair: str | None, limit: int):
-    """``(encoding, untruncated length)``: one pass, a second only when too long."""
+@dataclass(frozen=True)
+class BoundedEncoding:
+    """What :func:`encode_bounded` gives: the encoding of at most ``limit`` tokens and the
+    parts of the texts it covers."""
+
+    encoding: Any  # the tokenizer's BatchEncoding, tensors "pt", offsets and special mask
+    truncated: bool  # True when tokens were left out
+    analysed_text: str  # the text up to its last token kept (the whole text if nothing was cut)
+    analysed_pair: str | None  # the same for the pair
+    kept: tuple[int, ...]  # tokens kept per segment (text, pair), special tokens not counted
+    cut: tuple[bool, ...]  # per segment: were some of its tokens left out?
+    read: tuple[int, ...]  # characters given to the tokenizer per segment (bounded)
+
+
+def prefix_end(text: str, chars: int) -> tuple[int, bool]:
+    """``(end, safe)``: where a prefix of about ``chars`` characters of ``text`` ends.
+
+    ``safe`` prefixes end just before a space (U+0020) that follows a non-space, in the
+    second half of the ``chars`` characters: every supported tokenizer splits words there
+    (WordPiece and byte-level BPE pre-tokenizers, SentencePiece's ``▁``), so the prefix
+    tokenizes exactly as the start of the whole text. A text no longer than ``chars`` is
+    its own prefix (safe). Otherwise, without such a space, the prefix is cut at ``chars``
+    and is not safe: its last word may tokenize differently.
+
+    Examples
+    --------
+    >>> prefix_end("the cat sat on the mat", 12)
+    (11, True)
+    >>> prefix_end("the cat", 12)
+    (7, True)
+    >>> prefix_end("x" * 20, 12)
+    (12, False)
+    """
+    if len(text) <= chars:
+        return len(text), True
+    at = -1
+    for match in _SPACE_AFTER_A_WORD.finditer(text, max(1, chars // 2), chars + 1):
+        at = match.start()
+    return (at, True) if at > 0 else (chars, False)
+
+
+def encode_bounded(
+    tokenizer, text: str, pair: str | None, limit: int, *, target: bool = False
+) -> BoundedEncoding:
+    """Tokenize ``text`` (and ``pair``) to at most ``limit`` tokens, reading only a bounded
+    prefix of each, so that time and memory do not grow with what is left out.
+
+    Parameters
+    ----------
+    tokenizer : transformers fast tokenizer
+    text, pair : str
+        The texts (``pair`` None: no pair).
+    limit : int
+        The most tokens, special tokens included (at least the special tokens + 1).
+    target : bool
+        Tokenize ``text`` as a target (``text_target``: an encoder-decoder's decoder
+        input); ``pair`` must then be None.
+
+    Returns
+    -------
+    BoundedEncoding
+        The same tokens, offsets and special marks as tokenizing the whole texts and
+        truncating them at ``limit`` (right side; a pair ``only_second`` when the text
+        alone fits, else ``longest_first``), whenever the texts fit, and for longer texts
+        whose prefixes end at a space (:func:`prefix_end`).
+
+    Notes
+    -----
+    Each segment's prefix starts at :data:`PREFIX_CHARS_PER_TOKEN` characters per token of
+    the limit and grows :data:`PREFIX_GROWTH`-fold while it is not the whole segment and
+    gives fewer than ``limit - specials + 1`` tokens (one more than can be kept, so that
+    truncation is certain), :data:`HARD_CUT_MARGIN` more for a prefix cut inside a word.
+    ``longest_first`` gives the odd token of an odd budget to the longer segment when both
+    are cut: when neither is read whole, the longer is the one with more tokens per
+    character of its prefix times its length (an estimate; the only place where the result
+    may differ from tokenizing everything), and its prefix grows until it also has more
+    tokens. A text that fits in the first prefix is tokenized once, as before.
+
+    Examples
+    --------
+    >>> from analysis.models.loading import load_model           # doctest: +SKIP
+    >>> bounded = encode_bounded(load_model().tokenizer, "word " * 10**6, None, 512)  # doctest: +SKIP
+    >>> bounded.truncated, bounded.read, bounded.encoding["input_ids"].shape  # doctest: +SKIP
+    (True, (4084,), torch.Size([1, 512]))
+    """
     options = dict(
         return_offsets_mapping=True,
         return_special_tokens_mask=True,
         return_tensors="pt",
         verbose=False,
     )
-    encoding = tokenizer(text, pair, **options)
-    total = int(encoding["input_ids"].shape[1])
-    if total <= limit:
-        return encoding, total
-    strategy = "longest_first"
-    if pair is not None:
-        first = sum(1 for s in encoding.sequence_ids(0) if s == 0)
-        if first + tokenizer.num_special_tokens_to_add(pair=True) < limit:
-            strategy = "only_second"
-    encoding = tokenizer(text, pair, truncation=strategy, max_length=limit, **options)
-    return encoding, total
+    segments = [text] if pair is None else [text, pair]
+    room = limit - tokenizer.num_special_tokens_to_add(pair=pair is not None)
+    chars = [PREFIX_CHARS_PER_TOKEN * (room + 1)] * len(segments)
+    with _truncating_on_the_right(tokenizer):
+        while True:
+            cuts = [prefix_end(segment, c) for segment, c in zip(segments, chars, strict=True)]
+            pieces = [segment[:end] for segment, (end, _) in zip(segments, cuts, strict=True)]
+            encoding = _tokenized(tokenizer, pieces, target, options)
+            counts = _segment_counts(encoding, len(segments))
+            grow = _segments_to_grow(segments, pieces, cuts, counts, room)
+            if not grow:
+                break
+            for i in grow:
+                chars[i] *= PREFIX_GROWTH
+        whole = [len(piece) == len(segment) for piece, segment in zip(pieces, segments, strict=True)]
+        truncated = not all(whole) or int(encoding["input_ids"].shape[1]) > limit
+        if truncated:
+            strategy = "longest_first"
+            if pair is not None and whole[0] and counts[0] < room:
+                strategy = "only_second"
+            encoding = _tokenized(
+                tokenizer, pieces, target, dict(options, truncation=strategy, max_length=limit)
+            )
+    kept = _segment_counts(encoding, len(segments))
+    cut = [truncated and (not whole[i] or kept[i] < counts[i]) for i in range(len(segments))]
+    analysed = [
+        _analysed_part(encoding, i, segment) if cut[i] else segment
+        for i, segment in enumerate(segments)
+    ]
+    return BoundedEncoding(
+        encoding=encoding,
+        truncated=truncated,
+        analysed_text=analysed[0],
+        analysed_pair=analysed[1] if pair is not None else None,
+        kept=tuple(kept),
+        cut=tuple(cut),
+        read=tuple(len(piece) for piece in pieces),
+    )
+
+
+def _tokenized(tokenizer, pieces: list[str], target: bool, options: dict):
+    if target:
+        return tokenizer(text_target=pieces[0], **options)
+    return tokenizer(*pieces, **options)
+
+
+def _segments_to_grow(segments, pieces, cuts, counts, room: int) -> list[int]:
+    """Indices of the segments whose prefix must grow (see :func:`encode_bounded`)."""
+    whole = [len(piece) == len(segment) for piece, segment in zip(pieces, segments, strict=True)]
+    grow = [
+        i
+        for i, (_, safe) in enumerate(cuts)
+        if not whole[i] and counts[i] < room + 1 + (0 if safe else HARD_CUT_MARGIN)
+    ]
+    if grow or len(segments) == 1 or all(whole) or room % 2 == 0 or min(counts) <= room // 2:
+        return grow
+    # Both segments are cut by longest_first and the odd token goes to the longer one: make
+    # the prefixes' counts order as the whole segments' do (a tie goes to the pair).
+    text_longer_here = counts[0] > counts[1]
+    if whole[0]:
+        return [] if not text_longer_here else [1]
+    if whole[1]:
+        return [] if text_longer_here else [0]
+    estimates = [c * len(s) / max(1, len(p)) for c, s, p in zip(counts, segments, pieces, strict=True)]
+    text_longer = estimates[0] > estimates[1]
+    if text_longer == text_longer_here:
+        return []
+    return [0 if text_longer else 1]
+
+
+def _segment_counts(encoding, segments: int) -> list[int]:
+    """Tokens of each segment (0: text, 1: pair) in an encoding; special tokens not counted."""
+    sequence_ids = encoding.sequence_ids(0)
+    return [sum(1 for s in sequence_ids if s == i) for i in range(segments)]
+
+
+def _analysed_part(encoding, segment: int, text: str) -> str:
+    """``text`` up to the end of the last token of ``segment`` in the encoding."""
+    offsets = encoding["offset_mapping"][0].tolist()
+    ends = [end for (_, end), s in zip(offsets, encoding.sequence_ids(0), strict=True) if s == segment]
+    return text[: max(ends, default=0)]
+
+
+@contextlib.contextmanager
+def _truncating_on_the_right(tokenizer):
+    """Truncation keeps the first tokens (a tokenizer may be set to keep the last ones)."""
+    side = getattr(tokenizer, "truncation_side", "right")
+    if side == "right":
+        yield
+        return
+    tokenizer.truncation_side = "right"
+    try:
+        yield
+    finally:
+        tokenizer.truncation_side = side
+
+
+def _encode(tokenizer, text: str, pair: str | None, limit: int):
+    """``(encoding, total)`` of :func:`encode_bounded` (kept for its callers): ``total`` is
+    the untruncated length when nothing was cut, else ``limit + 1`` (the whole text's
+    length is never computed; prefer ``encode_bounded(...).truncated``)."""
+    bounded = encode_bounded(tokenizer, text, pair, limit)
+    total = int(bounded.encoding["input_ids"].shape[1])
+    return bounded.encoding, (limit + 1 if bounded.truncated else total)
 
 
 def _token_roles(encoding, tokenizer, ids: torch.Tensor):
@@ -510,13 +706,17 @@ def _token_roles(encoding, tokenizer, ids: torch.Tensor):
 
     A token is special when the tokenizer added it (``[CLS]``, ``<s>`` BOS, ``</s>``) or
     its id is one of the tokenizer's special ids (a ``<|endoftext|>`` typed in the text).
-    Special tokens get segment -1 and word id None.
+    The unknown token (``[UNK]``, ``<unk>``) is ordinary: it stands for text of its segment
+    (:func:`analysis.tokens.unknown_token_id`). Special tokens get segment -1 and word id
+    None.
     """
     sequence_ids = encoding.sequence_ids(0)
     added = encoding["special_tokens_mask"][0].numpy().astype(bool)
-    special_ids = np.fromiter(tokenizer.all_special_ids, dtype=np.int64)
-    special = added | np.isin(ids[0].numpy(), special_ids)
-    special |= np.fromiter((s is None for s in sequence_ids), dtype=bool, count=len(sequence_ids))
+    in_segment = np.fromiter((s is not None for s in sequence_ids), dtype=bool, count=len(sequence_ids))
+    special = added | np.isin(ids[0].numpy(), _special_ids(tokenizer)) | ~in_segment
+    unknown = unknown_token_id(tokenizer)
+    if unknown is not None:  # an [UNK] typed or produced in a segment is that segment's text
+        special &= ~((ids[0].numpy() == unknown) & in_segment)
     segments = np.fromiter(
         (-1 if sp else s for s, sp in zip(sequence_ids, special, strict=True)),
         dtype=np.int64,
@@ -542,15 +742,26 @@ def _offsets(encoding, special: np.ndarray, segments: np.ndarray, text: str, pai
     return _read_only(offsets)
 
 
-def _truncation_notice(facts, total: int, limit: int, pair: str | None) -> str:
-    """The sentence that tells a person the input was cut."""
-    what = "The text and its pair have" if pair is not None else "The text has"
+def _truncation_notice(facts, bounded: BoundedEncoding, limit: int) -> str:
+    """The sentence that tells a person the input was cut.
+
+    Only a prefix was tokenized, so it says that the input is longer than the limit, not by
+    how many tokens.
+    """
+    reader = _limit_phrase(facts, limit)
+    if len(bounded.kept) == 1:
+        return f"The text is longer than {reader}; only the first {limit} are analysed."
+    text_kept, pair_kept = bounded.kept
+    text_part = f"the text's first {text_kept} tokens" if bounded.cut[0] else "the whole text"
+    pair_part = f"the pair's first {pair_kept} tokens" if bounded.cut[1] else "the whole pair"
+    return f"The text and its pair are longer than {reader}; only {text_part} and {pair_part} are analysed."
+
+
+def _limit_phrase(facts, limit: int) -> str:
+    """``"the 512 tokens <model> reads"``, or ``"the token limit of 8"`` below the model's."""
     if limit < facts.max_positions:
-        reader = f"the token limit is {limit}"
-    else:
-        reader = f"{facts.name} reads at most {limit}"
-    shown = "only the first" if pair is None else "only"
-    return f"{what} {total} tokens; {reader}, so {shown} {limit} are shown."
+        return f"the token limit of {limit}"
+    return f"the {limit} tokens {facts.name} reads"
 
 
 # --- forward -------------------------------------------------------------------------
@@ -598,24 +809,19 @@ def _decoder_start_id(model) -> int:
 
 
 def _decoder_input(loaded: LoadedModel, decoder_text: str, limit: int) -> dict:
-    """Teacher-forced decoder input: the target's ids shifted right by one start token."""
+    """Teacher-forced decoder input: the target's ids shifted right by one start token
+    (a long target tokenized a bounded prefix at a time, as the text is)."""
     tokenizer = loaded.tokenizer
-    target = tokenizer(text_target=decoder_text, return_tensors="pt", verbose=False)["input_ids"]
+    bounded = encode_bounded(tokenizer, decoder_text, None, limit, target=True)
+    target = bounded.encoding["input_ids"]
     notice = None
-    total = int(target.shape[1])
-    if total > limit:
-        target = tokenizer(
-            text_target=decoder_text,
-            return_tensors="pt",
-            truncation=True,
-            max_length=limit,
-            verbose=False,
-        )["input_ids"]
-        notice = f"The decoder input has {total} tokens; only the first {limit} are used."
+    if bounded.truncated:
+        reader = _limit_phrase(loaded.facts, limit)
+        notice = f"The decoder input is longer than {reader}; only the first {limit} are used."
     start = torch.full((1, 1), _decoder_start_id(loaded.model), dtype=target.dtype)
     ids = torch.cat([start, target[:, :-1]], dim=1)
     tokens = tuple(tokenizer.convert_ids_to_tokens(ids[0].tolist()))
-    special_ids = set(tokenizer.all_special_ids)
+    special_ids = special_token_ids(tokenizer)
     special = [i in special_ids for i in ids[0].tolist()]
     return {
         "ids": ids,
@@ -633,7 +839,10 @@ def _stack(layers, name: str, dtype=np.float32) -> np.ndarray:
     fast as ``torch.cat`` on CPU); CPU float32 tensors are read in place.
     """
     if not layers or any(a is None for a in layers):
-        raise ExtractionError(f"{name} returned no attention weights")
+        raise ExtractionError(
+            f"{name} returned no attention weights, so there is no attention to show; "
+            "choose a transformer model with attention layers"
+        )
     first = layers[0]
     out = np.empty((len(layers), *first.shape[1:]), dtype=dtype)
     for index, layer in enumerate(layers):
@@ -662,7 +871,7 @@ def _self_attentions(loaded: LoadedModel, inputs: dict, tokens: int):
     output = _forward(loaded, inputs)
     forward_s = time.perf_counter() - start
     start = time.perf_counter()
-    attentions = _stack(output.attentions, facts.name, dtype)
+    attentions = _stack(getattr(output, "attentions", None), facts.name, dtype)
     del output
     return attentions, forward_s, time.perf_counter() - start
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,6 +14,7 @@ from analysis.attention.extract import ExtractionError, InputError, extract
 from analysis.models.loading import load_model
 from analysis.tokens import display_label, display_labels
 from tests.tiny_models import (
+    CORPUS,
     DECODER_FAMILIES,
     ENCODER_DECODER_FAMILIES,
     ENCODER_FAMILIES,
@@ -270,16 +272,18 @@ def test_a_long_text_is_truncated_and_says_so(default_loaded):
     assert run.truncated
     assert run.num_tokens == 512 and run.attentions.shape[-1] == 512
     assert run.notice == (
-        "The text has 812 tokens; all-MiniLM-L6-v2 (embedded) reads at most 512, "
-        "so only the first 512 are shown."
+        "The text is longer than the 512 tokens all-MiniLM-L6-v2 (embedded) reads; "
+        "only the first 512 are analysed."
     )
     assert run.tokens[-1] == "[SEP]"
+    # the run keeps the part analysed: up to the end of the last token kept (510 words)
+    assert run.text == ("word " * 510).rstrip() and run.offsets[-2].tolist() == [2545, 2549]
 
 
 def test_max_tokens_truncates_below_the_model_limit(tiny):
     run = extract(tiny("gpt2"), SENTENCE, max_tokens=8)
     assert run.truncated and run.num_tokens == 8
-    assert "the token limit is 8" in run.notice
+    assert run.notice == "The text is longer than the token limit of 8; only the first 8 are analysed."
     full = extract(tiny("gpt2"), SENTENCE)
     assert run.tokens == full.tokens[:8]
     # causal: the first 8 tokens see the same as in the full text
@@ -291,12 +295,260 @@ def test_a_long_pair_shortens_the_context_first(default_loaded):
     assert run.truncated and run.num_tokens == 512
     question = [t for t, s in zip(run.tokens, run.segment_ids, strict=True) if s == 0]
     assert " ".join(question) == "where does the river meet the sea ?"
-    assert run.notice.startswith("The text and its pair have ")
+    assert run.notice == (
+        "The text and its pair are longer than the 512 tokens all-MiniLM-L6-v2 (embedded) "
+        "reads; only the whole text and the pair's first 501 tokens are analysed."
+    )
+    assert run.text == QUESTION and run.pair == "the sea " * 250 + "the"  # 501 tokens
+
+
+def test_a_long_text_with_a_short_pair_keeps_the_whole_pair_and_says_so(default_loaded):
+    run = extract(default_loaded, "word " * 1000, "a short pair")
+    assert run.truncated and run.num_tokens == 512 and run.pair == "a short pair"
+    assert run.text == ("word " * 506).rstrip()
+    assert run.notice == (
+        "The text and its pair are longer than the 512 tokens all-MiniLM-L6-v2 (embedded) "
+        "reads; only the text's first 506 tokens and the whole pair are analysed."
+    )
 
 
 def test_tiny_model_limit_applies(tiny):
     run = extract(tiny("bert"), "fox " * 100)
     assert run.truncated and run.num_tokens == MAX_POSITIONS
+
+
+# --- bounded tokenization: only a prefix of a long input is tokenized --------------------
+
+# Pieces of text with every kind of boundary: double spaces, newlines, tabs, punctuation
+# runs, emoji (MiniLM's [UNK]), CJK without spaces, a 150-letter word (WordPiece's [UNK]
+# for words over 100 characters), numbers and special tokens typed in the text.
+_PIECES = [
+    *[sentence.split(" ") for sentence in CORPUS],
+    ["😀", "☕☕"], ["東京は日本の首都です。大阪もです。"], ["x" * 150], ["3.14159", "1,000,000"],
+    ["don't", "—", "it’s", "...", "?!"], ["Ünïcödé", "naïve"], ["[SEP]", "<|endoftext|>", "</s>"],
+]
+_GLUE = [" ", " ", " ", "  ", "\n", "\n\n", "\t", " \n ", ""]
+
+
+def _random_text(seed: int, words: int) -> str:
+    rng = random.Random(seed)
+    out = []
+    while len(out) < words:
+        piece = rng.choice(_PIECES)
+        out.extend(word + rng.choice(_GLUE) for word in piece)
+    return "".join(out)
+
+
+def _truncated_whole(tokenizer, text, pair, limit):
+    """The reference: tokenize the whole input, then truncate at the limit (as before)."""
+    options = dict(return_offsets_mapping=True, return_special_tokens_mask=True, verbose=False)
+    whole = tokenizer(text, pair, **options)
+    if len(whole["input_ids"]) <= limit:
+        return whole, False
+    strategy = "longest_first"
+    if pair is not None:
+        first = whole.sequence_ids().count(0)
+        if first + tokenizer.num_special_tokens_to_add(pair=True) < limit:
+            strategy = "only_second"
+    return tokenizer(text, pair, truncation=strategy, max_length=limit, **options), True
+
+
+def _assert_same_encoding(tokenizer, text, pair, limit):
+    from analysis.attention.extract import encode_bounded
+
+    reference, truncated = _truncated_whole(tokenizer, text, pair, limit)
+    bounded = encode_bounded(tokenizer, text, pair, limit)
+    encoding = bounded.encoding
+    assert bounded.truncated == truncated
+    assert encoding["input_ids"][0].tolist() == reference["input_ids"]
+    assert [tuple(o) for o in encoding["offset_mapping"][0].tolist()] == [
+        tuple(o) for o in reference["offset_mapping"]
+    ]
+    assert encoding["special_tokens_mask"][0].tolist() == reference["special_tokens_mask"]
+    assert encoding.sequence_ids(0) == reference.sequence_ids()
+    assert encoding.word_ids(0) == reference.word_ids()
+    for segment, (whole, part) in enumerate(
+        zip((text, pair), (bounded.analysed_text, bounded.analysed_pair), strict=True)
+    ):
+        if whole is None:
+            continue
+        assert whole.startswith(part)
+        ends = [e for (_, e), s in zip(reference["offset_mapping"], reference.sequence_ids(), strict=True)
+                if s == segment]
+        assert part == (whole[: max(ends, default=0)] if bounded.cut[segment] else whole)
+    return bounded
+
+
+def _tokenizers(default_loaded, tiny):
+    """MiniLM (WordPiece), byte-level BPE with and without specials, and Unigram."""
+    return {
+        "minilm": (default_loaded.tokenizer, 512),
+        "roberta": (tiny("roberta").tokenizer, MAX_POSITIONS),
+        "gpt2": (tiny("gpt2").tokenizer, MAX_POSITIONS),
+        "qwen2": (tiny("qwen2").tokenizer, MAX_POSITIONS),
+        "t5": (tiny("t5").tokenizer, MAX_POSITIONS),
+    }
+
+
+@pytest.mark.parametrize("name", ["minilm", "roberta", "gpt2", "qwen2", "t5"])
+def test_a_bounded_prefix_gives_the_tokens_of_truncating_the_whole_text(name, default_loaded, tiny):
+    tokenizer, limit = _tokenizers(default_loaded, tiny)[name]
+    for seed in range(6):
+        for words in (5, limit // 3, 6 * limit, 40 * limit):
+            text = _random_text(seed, words)
+            _assert_same_encoding(tokenizer, text, None, limit)
+            _assert_same_encoding(tokenizer, text, None, limit - 7)  # a max_tokens below it
+    # a text without spaces is cut inside a word: the margin keeps the tokens exact
+    _assert_same_encoding(tokenizer, "東京は日本の首都です。" * 3000, None, limit)
+    # a long run of spaces before the words: the prefix grows until it holds enough tokens
+    _assert_same_encoding(tokenizer, " " * 300_000 + "The cat sat. " * 2000, None, limit)
+
+
+@pytest.mark.parametrize("name", ["minilm", "roberta", "t5"])
+def test_a_bounded_pair_keeps_the_truncation_strategy(name, default_loaded, tiny):
+    # (The whole pairs stay ~5 times the limit: the reference's own longest_first truncation
+    # of two 100k-token texts takes 35 s and 8 GB, all of it in the overflow windows.)
+    tokenizer, limit = _tokenizers(default_loaded, tiny)[name]
+    for seed in range(3):
+        short, long = _random_text(seed, 6), _random_text(seed + 100, 4 * limit)
+        longer = long + " " + _random_text(seed + 200, 2 * limit)
+        half = _random_text(seed + 300, limit // 2)
+        for max_tokens in (limit, limit - 1):  # even and odd budgets (the odd token's rule)
+            for text, pair in ((short, long), (long, short), (longer, long), (long, longer),
+                               (half, half + " and more words here"), (half, long)):
+                _assert_same_encoding(tokenizer, text, pair, max_tokens)
+
+
+def test_the_odd_token_of_a_pair_goes_to_the_longer_text_even_when_its_prefix_is_shorter(default_loaded):
+    from analysis.attention import extract as extraction
+
+    tokenizer = default_loaded.tokenizer  # a pair of MiniLM: 509 tokens to share, odd
+    dense = "a b c d e f g h " * 400  # 6,400 characters, 2 per token: 3,200 tokens
+    sparse = "wonderful " * 4000  # 40,000 characters, 10 per token: 4,000 tokens
+    grown = []
+    original = extraction._segments_to_grow
+
+    def spy(*args):
+        grown.append(original(*args))
+        return grown[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(extraction, "_segments_to_grow", spy)
+        bounded = _assert_same_encoding(tokenizer, dense, sparse, 512)
+    # the first prefixes (4,080 characters each) make the dense text look longer; the pair's
+    # prefix grew so that the odd token went to the pair, as with the whole texts
+    assert [1] in grown and bounded.kept == (254, 255)
+
+
+class _CountingTokenizer:
+    """A tokenizer that records how many characters each call was given."""
+
+    def __init__(self, tokenizer):
+        object.__setattr__(self, "_inner", tokenizer)
+        object.__setattr__(self, "given", [])
+
+    def __call__(self, *texts, **options):
+        texts_given = [*texts, options.get("text_target")]
+        self.given.append(sum(len(t) for t in texts_given if isinstance(t, str)))
+        return self._inner(*texts, **options)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._inner, name, value)
+
+    def __len__(self):
+        return len(self._inner)
+
+
+def test_a_long_text_gives_the_tokenizer_a_bounded_prefix(default_loaded):
+    counting = _CountingTokenizer(default_loaded.tokenizer)
+    loaded = dataclasses.replace(default_loaded, tokenizer=counting)
+    given = {}
+    for size in (10**5, 20 * 10**6):
+        counting.given.clear()
+        text = ("Tokenization of unbelievably complicated words. " * (size // 48 + 1))[:size]
+        run = extract(loaded, text)
+        given[size] = list(counting.given)
+        assert run.truncated and run.num_tokens == 512
+        assert len(run.text) < 8 * 512 and text.startswith(run.text)
+    # what the tokenizer reads does not grow with the text: the same prefix every time,
+    # at most 8 characters per token of the limit, read once to count and once to cut
+    assert given[10**5] == given[20 * 10**6]
+    assert len(given[10**5]) == 2 and max(given[10**5]) <= 8 * 512
+    counting.given.clear()
+    run = extract(loaded, "Where is the cat?", "The cat is on the mat. " * 10**6)  # 23 MB pair
+    assert run.truncated and max(counting.given) <= 2 * 8 * 512 and len(run.pair) < 8 * 512
+    assert run.notice.endswith("only the whole text and the pair's first 504 tokens are analysed.")
+
+
+def test_an_encoder_decoder_reads_a_bounded_prefix_of_a_long_decoder_text(tiny):
+    counting = _CountingTokenizer(tiny("t5").tokenizer)
+    loaded = dataclasses.replace(tiny("t5"), tokenizer=counting)
+    run = extract(loaded, "the cat " * 10**5)
+    assert max(counting.given) <= 8 * MAX_POSITIONS
+    assert len(run.decoder_tokens) == MAX_POSITIONS and run.num_tokens == MAX_POSITIONS
+    assert "The decoder input is longer than the 64 tokens" in run.notice
+    whole = tiny("t5").tokenizer(text_target="the cat " * 10**5, truncation=True,
+                                 max_length=MAX_POSITIONS)["input_ids"]
+    assert run.decoder_input_ids[1:].tolist() == whole[:-1]
+
+
+def test_a_tokenizer_set_to_truncate_on_the_left_still_keeps_the_first_tokens(default_loaded):
+    tokenizer = default_loaded.tokenizer
+    tokenizer.truncation_side = "left"
+    try:
+        run = extract(default_loaded, "one two three " * 400)
+        assert tokenizer.truncation_side == "left"  # restored
+    finally:
+        tokenizer.truncation_side = "right"
+    assert run.tokens[1:4] == ("one", "two", "three")
+
+
+# --- the unknown token is an ordinary token ------------------------------------------------
+
+
+def test_unk_is_an_ordinary_token_with_its_span(default_loaded):
+    from analysis.attention.views import ViewSpec, make_view
+
+    text = "I love 😀 and ☕ tea"
+    run = extract(default_loaded, text)
+    unknown = [i for i, t in enumerate(run.tokens) if t == "[UNK]"]
+    assert len(unknown) == 2
+    for i, emoji in zip(unknown, ("😀", "☕"), strict=True):
+        assert not run.special_mask[i] and run.segment_ids[i] == 0 and run.word_ids[i] is not None
+        start, end = run.offsets[i]
+        assert text[start:end] == emoji and run.labels[i] == "[UNK]"
+    view = make_view(run, ViewSpec(kind="mean", layer=0, drop_special=True))
+    assert view.row_labels == ("i", "love", "[UNK]", "and", "[UNK]", "tea")
+    assert run.special_mask.tolist() == [True] + [False] * 6 + [True]
+
+
+def test_unk_of_a_unigram_tokenizer_is_ordinary_and_delimiters_stay_special(tiny):
+    from analysis.tokens import special_token_ids, unknown_token_id
+
+    t5 = tiny("t5")
+    run = extract(t5, "Hello 😀 world")
+    unknown = run.tokens.index("<unk>")
+    assert not run.special_mask[unknown] and run.labels[unknown] == "<unk>"
+    assert run.text[slice(*run.offsets[unknown])] == "😀"
+    assert unknown_token_id(t5.tokenizer) == t5.tokenizer.unk_token_id
+    assert t5.tokenizer.unk_token_id not in special_token_ids(t5.tokenizer)
+    # GPT-2's unk_token is its <|endoftext|>, a delimiter the byte-level model never produces
+    gpt2 = tiny("gpt2").tokenizer
+    assert unknown_token_id(gpt2) is None and gpt2.unk_token_id in special_token_ids(gpt2)
+    typed = extract(tiny("gpt2"), "Hello<|endoftext|>world")
+    assert typed.special_mask[typed.tokens.index("<|endoftext|>")]
+
+
+def test_extract_ids_keeps_unk_ordinary(default_loaded):
+    from analysis.attention.extract import extract_ids
+
+    ids = default_loaded.tokenizer("tea ☕ now")["input_ids"]
+    run = extract_ids(default_loaded, ids)
+    assert run.tokens[2] == "[UNK]" and not run.special_mask[2]
+    assert run.special_mask.tolist() == [True, False, False, False, True]
 
 
 # --- errors and timings ---------------------------------------------------------------
