@@ -94,6 +94,20 @@ _DOWNLOAD_PATTERNS = [
     "vocab*",
     "merges*",
 ]
+# Files that hold a tokenizer's vocabulary: a folder with none of them has no tokenizer
+# (transformers would build one of special tokens only, and every word would be unknown).
+_TOKENIZER_PATTERNS = ("tokenizer.json", "vocab*", "merges.txt", "*.model", "*.tiktoken")
+# Model types without attention layers (state-space and recurrent models).
+ATTENTION_FREE_TYPES = frozenset({"mamba", "mamba2", "falcon_mamba", "rwkv", "xlstm"})
+# The first input a model's forward takes, when it is not token ids: what it reads.
+_INPUT_KINDS = {
+    "pixel_values": "a vision model",
+    "pixel_values_videos": "a video model",
+    "input_values": "a speech model",
+    "input_features": "a speech model",
+    "audio_mel": "a speech model",
+    "past_values": "a time-series model",
+}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _TRUE = {"1", "on", "yes", "true"}
 
@@ -215,10 +229,13 @@ def _load_folder(
     start = time.perf_counter()
     with _quiet_transformers():
         config = _load_config(folder, source)
+        check_text_model(config)
+        _check_tokenizer_files(folder, source)
         tokenizer = _load_tokenizer(folder, source)
         model, lm_model, missing = _load_weights(
             folder, source, config, use_safetensors=weights == "safetensors"
         )
+        _check_has_attention(model)
     (lm_model or model).to(device)
     (lm_model or model).eval()
     facts = model_facts(
@@ -429,6 +446,100 @@ def _load_config(folder: Path, source: str):
         raise ModelLoadError(f"the config in '{source}' could not be read: {_reason(exc)}") from exc
 
 
+def family_name(config) -> str:
+    """The model family as a person reads it: ``"ViT"``, ``"Mamba"``, ``"Bert"``."""
+    name = type(config).__name__.removesuffix("Config")
+    return name if name and name != "Pretrained" else str(getattr(config, "model_type", "model"))
+
+
+def check_text_model(config) -> None:
+    """Refuse, before anything else is read, a model that does not read text or has no
+    attention.
+
+    Parameters
+    ----------
+    config : transformers.PretrainedConfig
+
+    Raises
+    ------
+    ModelLoadError
+        For a model whose ``forward`` takes no token ids (vision, speech, time series:
+        ``ViTModel`` reads ``pixel_values``), and for a model type without attention layers
+        (:data:`ATTENTION_FREE_TYPES`: Mamba, RWKV, xLSTM).
+
+    Examples
+    --------
+    >>> from transformers import MambaConfig, ViTConfig
+    >>> check_text_model(ViTConfig())
+    Traceback (most recent call last):
+    ...
+    analysis.models.loading.ModelLoadError: ViT is a vision model; Attention Atlas reads text models (encoders, decoders and encoder-decoders), so choose one of those.
+    >>> check_text_model(MambaConfig())
+    Traceback (most recent call last):
+    ...
+    analysis.models.loading.ModelLoadError: Mamba has no attention layers, so there is no attention to show; choose a transformer model (an encoder, a decoder or an encoder-decoder).
+    """
+    family = family_name(config)
+    first = _first_forward_input(config)
+    if first is not None and first != "input_ids":
+        kind = _INPUT_KINDS.get(first, f"not a text model (it reads {first}, not token ids)")
+        raise ModelLoadError(
+            f"{family} is {kind}; Attention Atlas reads text models (encoders, decoders and "
+            "encoder-decoders), so choose one of those."
+        )
+    if str(getattr(config, "model_type", "")) in ATTENTION_FREE_TYPES:
+        raise _no_attention(family)
+
+
+def _no_attention(family: str) -> ModelLoadError:
+    return ModelLoadError(
+        f"{family} has no attention layers, so there is no attention to show; choose a "
+        "transformer model (an encoder, a decoder or an encoder-decoder)."
+    )
+
+
+def _first_forward_input(config) -> str | None:
+    """``"input_ids"`` when the config's base model reads token ids, else the first input
+    its ``forward`` takes (``"pixel_values"``); None when transformers has no model class
+    for the config."""
+    import inspect
+
+    from transformers import MODEL_MAPPING
+
+    try:
+        model_class = MODEL_MAPPING[type(config)]
+    except Exception:  # no base model for this config (an unusual type): let loading decide
+        return None
+    if isinstance(model_class, (tuple, list)):
+        model_class = model_class[0]
+    try:
+        names = [n for n in inspect.signature(model_class.forward).parameters if n != "self"]
+    except (TypeError, ValueError):
+        return None
+    if "input_ids" in names or not names:
+        return "input_ids"
+    return names[0]
+
+
+def _check_has_attention(model) -> None:
+    """Refuse a loaded model that names no attention heads and has no attention module."""
+    if _first_int(model.config, "num_attention_heads", "num_heads", "n_head", "encoder_attention_heads"):
+        return
+    if any("Attention" in type(module).__name__ for module in model.modules()):
+        return
+    raise _no_attention(family_name(model.config))
+
+
+def _check_tokenizer_files(folder: Path, source: str) -> None:
+    """Refuse a folder without tokenizer files (tokenizer.json, vocab.txt, ...)."""
+    if any(any(folder.glob(pattern)) for pattern in _TOKENIZER_PATTERNS):
+        return
+    raise ModelLoadError(
+        f"'{source}' has no tokenizer files (tokenizer.json, vocab.txt, vocab.json or a "
+        "SentencePiece .model); copy the model's tokenizer files into the folder."
+    )
+
+
 def _load_tokenizer(folder: Path, source: str):
     """The model's fast tokenizer (offsets need the Rust tokenizers)."""
     from transformers import AutoTokenizer
@@ -438,7 +549,9 @@ def _load_tokenizer(folder: Path, source: str):
             folder, trust_remote_code=False, local_files_only=True
         )
     except Exception as exc:
-        raise ModelLoadError(f"the tokenizer in '{source}' failed to load: {_reason(exc)}") from exc
+        raise ModelLoadError(
+            f"the tokenizer in '{source}' failed to load: {_whole_reason(exc)}"
+        ) from exc
     if not getattr(tokenizer, "is_fast", False):
         raise ModelLoadError(
             f"the tokenizer in '{source}' is not a fast tokenizer (no tokenizer.json), "
@@ -534,6 +647,12 @@ def _raw_config(folder: Path) -> dict:
 def _raw_model_type(folder: Path) -> str | None:
     value = _raw_config(folder).get("model_type")
     return str(value) if value else None
+
+
+def _whole_reason(exc: BaseException) -> str:
+    """An exception's whole message on one line (its type when it has none)."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
 
 
 def _reason(exc: BaseException) -> str:

@@ -295,3 +295,104 @@ def test_a_file_that_is_neither_folder_nor_gguf(tmp_path):
     path.write_text("hello")
     with pytest.raises(ModelLoadError, match="is a file, not a model folder or a GGUF file"):
         load_model(str(path))
+
+
+# --- models that are not text transformers: one sentence that says what to do ----------------
+
+
+def _tiny_vit(folder):
+    """A tiny random ViT (a vision transformer) with its image processor, as on the hub."""
+    import transformers as tf
+
+    config = tf.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                          intermediate_size=64, image_size=32, patch_size=8)
+    tf.ViTModel(config).save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps(
+        {"image_processor_type": "ViTImageProcessor", "size": {"height": 32, "width": 32}}))
+    return folder
+
+
+def _tiny_mamba(folder):
+    """A tiny random Mamba (a state-space model: no attention) with a byte-level tokenizer."""
+    import transformers as tf
+
+    from tests.tiny_models import build_tokenizer
+
+    tokenizer = build_tokenizer("gpt2")
+    config = tf.MambaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                            state_size=4, expand=2, conv_kernel=4)
+    tf.MambaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_a_vision_model_is_refused_at_load_with_what_to_do(tmp_path, monkeypatch, fresh_model_cache):
+    import analysis.models.loading as loading
+
+    folder = _tiny_vit(tmp_path / "vit")
+
+    def no_tokenizer(*args):
+        raise AssertionError("the tokenizer was read before the model type was checked")
+
+    monkeypatch.setattr(loading, "_load_tokenizer", no_tokenizer)
+    with pytest.raises(ModelLoadError) as info:
+        load_model(str(folder))
+    assert str(info.value) == (
+        "ViT is a vision model; Attention Atlas reads text models (encoders, decoders and "
+        "encoder-decoders), so choose one of those."
+    )
+
+
+def test_speech_and_time_series_models_are_named_for_what_they_read():
+    import transformers as tf
+
+    from analysis.models.loading import check_text_model
+
+    with pytest.raises(ModelLoadError, match=r"^Whisper is a speech model; Attention Atlas reads text"):
+        check_text_model(tf.WhisperConfig())
+    with pytest.raises(ModelLoadError, match=r"^PatchTST is a time-series model;"):
+        check_text_model(tf.PatchTSTConfig())
+    for config in (tf.BertConfig(), tf.LlamaConfig(), tf.T5Config(), tf.BartConfig()):
+        check_text_model(config)  # text models pass
+
+
+def test_a_model_without_attention_is_refused_at_load(tmp_path, fresh_model_cache):
+    folder = _tiny_mamba(tmp_path / "mamba")
+    with pytest.raises(ModelLoadError) as info:
+        load_model(str(folder))
+    assert str(info.value) == (
+        "Mamba has no attention layers, so there is no attention to show; choose a transformer "
+        "model (an encoder, a decoder or an encoder-decoder)."
+    )
+
+
+def test_an_attention_free_type_not_in_the_list_is_refused_once_loaded(tmp_path, monkeypatch, fresh_model_cache):
+    import analysis.models.loading as loading
+
+    folder = _tiny_mamba(tmp_path / "mamba")
+    monkeypatch.setattr(loading, "ATTENTION_FREE_TYPES", frozenset())
+    with pytest.raises(ModelLoadError, match=r"^Mamba has no attention layers"):
+        load_model(str(folder))
+
+
+def test_a_folder_without_tokenizer_files_is_refused(tmp_path, tiny_model_dir, fresh_model_cache):
+    folder = tmp_path / "no-tokenizer"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_model_dir("bert") / name, folder / name)
+    # transformers would build a tokenizer of the 5 special tokens: every word [UNK]
+    with pytest.raises(ModelLoadError, match=r"has no tokenizer files .*; copy the model's tokenizer files"):
+        load_model(str(folder))
+
+
+def test_a_tokenizer_error_is_given_whole_on_one_line(tmp_path):
+    from analysis.models.loading import _load_tokenizer
+
+    folder = _tiny_vit(tmp_path / "vit")  # a folder transformers finds no tokenizer in
+    with pytest.raises(ModelLoadError) as info:
+        _load_tokenizer(folder, "vit")
+    message = str(info.value)
+    assert message.startswith("the tokenizer in 'vit' failed to load: ")
+    # transformers' multi-line message, formerly cut after its first line ("... one of:")
+    assert "\n" not in message and "one of: (1)" in message
+    assert "(3) an equivalent slow tokenizer class" in message and message.endswith(".")
