@@ -32,7 +32,9 @@ for sentence-embedding models such as the default all-MiniLM-L6-v2 the cosine si
 target function is the log-probability unless --target-function says otherwise.
 
 Writes into --out: attribution.csv (index,token,start,end,score), attribution.npz for
---generate (scores [targets, sources]), summary.json (see README).
+--generate (scores [targets, sources]), summary.json (see README), all at once: nothing is
+left behind when it fails. An existing analysis is replaced only with --force. Every option
+is checked before the model loads.
 
 examples:
   attention-atlas attribute --text "The movie was great." --pair "A fine film." --method kernel_shap --out out/
@@ -81,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     method.add_argument("--baseline", choices=BASELINES, default=DEFAULT_BASELINE, help="what replaces tokens: pad (default), unk or zero embeddings")
     method.add_argument("--faithfulness", action="store_true", help="add ERASER comprehensiveness/sufficiency and AOPC to summary.json")
 
-    parser.add_argument("--out", type=Path, required=True, help="folder to write (created if missing)")
+    parser.add_argument("--out", required=True, help="folder to write (created if missing)")
+    parser.add_argument("--force", action="store_true", help="replace an existing analysis in --out")
     return parser
 
 
@@ -138,12 +141,14 @@ def read_text(args: argparse.Namespace) -> str:
 
 def attribute_to_folder(args: argparse.Namespace) -> Path:
     """Run the attribution for parsed arguments and write the folder; returns it."""
-    from analysis.io.folder import ensure_writable_dir
+    from analysis.io.output_dir import check_output_folder, output_folder
 
     started = time.perf_counter()
     text = read_text(args)
+    if not text.strip():
+        raise ValueError("the text is empty: give --text or --file with something to attribute")
     target = validate(args)
-    ensure_writable_dir(args.out)  # fail before the model loads, not after
+    check_output_folder(args.out, force=args.force)  # fail before the model loads, not after
 
     from analysis.attribution.export import write_attribution_folder
     from analysis.attribution.faithfulness import faithfulness
@@ -192,7 +197,9 @@ def attribute_to_folder(args: argparse.Namespace) -> Path:
             faith = faithfulness(loaded, info, result.inputs, result.token_scores, baseline=args.baseline)
             timings["faithfulness"] = time.perf_counter() - faith_started
     timings["total"] = time.perf_counter() - started
-    return write_attribution_folder(args.out, result, model=loaded.facts.name, faithfulness=faith, timings=timings)
+    with output_folder(args.out, force=args.force) as folder:
+        write_attribution_folder(folder, result, model=loaded.facts.name, faithfulness=faith, timings=timings)
+    return Path(args.out)
 
 
 def main(argv: list[str] | None = None) -> int:

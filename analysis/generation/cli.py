@@ -1,6 +1,8 @@
 """``attention-atlas generate``: a model answers a prompt; the folder of the whole sequence.
 
-Writes into ``--out`` what ``attention-atlas analyze`` writes, for prompt + generation
+Writes into ``--out`` (all at once, as ``analyze`` does: a temporary folder moved into place
+when everything is written, nothing left behind on failure, an existing analysis replaced
+only with ``--force``) what ``attention-atlas analyze`` writes, for prompt + generation
 (``attention.npz``, ``tokens.csv`` with a ``generated`` column, ``edges.csv``,
 ``summary.json`` with ``timings.generate`` and a ``generation`` block), plus
 ``generation.json``::
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -32,7 +35,11 @@ of the model's turn or after --max-new-tokens.
 The graph is drawn on one view of the last pass over prompt + generation (default: the mean
 over the heads of the last layer). Layers and heads are 0-based.
 
-Writes into --out: attention.npz, tokens.csv, edges.csv, summary.json, generation.json.
+Writes into --out: attention.npz, tokens.csv, edges.csv, summary.json, generation.json, all
+at once: nothing is left behind when it fails. An existing analysis is replaced only with
+--force. Every option is checked before the model loads (layers and heads against the
+model before it generates); options that do not apply are reported on stderr. A negative
+layer or head counts from the end (-1 = the last).
 
 examples:
   attention-atlas generate --prompt "What is the capital of France?" --out out/
@@ -130,17 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument(
         "--sparsify",
         choices=SPARSIFY_MODES,
-        default="coverage",
-        help="edge rule (default: per query, the strongest edges covering --coverage of its attention)",
+        help="edge rule (default coverage: per query, the strongest edges covering --coverage "
+        "of its attention)",
     )
     view.add_argument(
         "--coverage",
         type=float,
-        default=0.9,
         help="share of each query's attention the kept edges cover (default 0.9)",
     )
     view.add_argument(
-        "--min-weight", type=float, default=0.0, help="drop edges lighter than this (default 0)"
+        "--min-weight", type=float, help="drop edges lighter than this (default 0)"
     )
     view.add_argument(
         "--no-graph",
@@ -148,29 +154,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip the graph: edges.csv then lists every nonzero entry",
     )
 
+    parser.add_argument("--out", required=True, help="folder to write (created if missing)")
     parser.add_argument(
-        "--out", type=Path, required=True, help="folder to write (created if missing)"
+        "--force", action="store_true", help="replace an existing analysis in --out"
     )
     return parser
 
 
+# Graph options and their defaults (None in the parser, so a given option can be told apart).
+GRAPH_DEFAULTS = {"sparsify": "coverage", "coverage": 0.9, "min_weight": 0.0}
+
+
 def read_prompt(args: argparse.Namespace) -> str:
+    """The prompt of --prompt or --prompt-file (bounded, UTF-8, without a BOM)."""
     if args.prompt is not None:
-        return args.prompt
-    try:
-        return args.prompt_file.read_text(encoding="utf-8")
-    except FileNotFoundError as error:
-        raise ValueError(f"no such file: '{args.prompt_file}'") from error
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"cannot read '{args.prompt_file}': {error}") from error
+        return args.prompt.removeprefix("\ufeff")
+    from analysis.io.text_files import read_text_file
+
+    return read_text_file(args.prompt_file)
+
+
+def warn(message: str) -> None:
+    print(f"{PROG}: note: {message}", file=sys.stderr)
+
+
+def _view_kind(args: argparse.Namespace) -> str:
+    return args.view or ("head" if args.head is not None else "mean")
 
 
 def _view_spec(args: argparse.Namespace):
     from analysis.attention.views import ViewSpec
 
-    kind = args.view or ("head" if args.head is not None else "mean")
     return ViewSpec(
-        kind=kind,
+        kind=_view_kind(args),
         layer=args.layer,
         head=args.head or 0,
         merge_words=args.words,
@@ -189,26 +205,94 @@ def _check_sampling_options(args: argparse.Namespace) -> None:
         raise ValueError(f"{', '.join(given)} {verb} only with --sample")
 
 
+def _check_generation_options(args: argparse.Namespace) -> None:
+    """The generation settings, as :func:`analysis.generation.loop.generate` will check them."""
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    if not (math.isfinite(args.temperature) and args.temperature > 0):
+        raise ValueError(f"--temperature must be a number above 0, got {args.temperature}")
+    if args.top_k < 0:
+        raise ValueError(f"--top-k must be at least 0 (0: all tokens), got {args.top_k}")
+    if not 0 < args.top_p <= 1:
+        raise ValueError(f"--top-p must be above 0 and at most 1, got {args.top_p}")
+    if args.candidates < 0:
+        raise ValueError(f"--candidates must be at least 0, got {args.candidates}")
+    _check_sampling_options(args)
+
+
+def _graph_rule(args: argparse.Namespace):
+    """The sparsification rule of the graph options (None with --no-graph, which reports
+    the graph options it makes useless); ValueError naming the bad option."""
+    given = [name for name in GRAPH_DEFAULTS if getattr(args, name) is not None]
+    for name, default in GRAPH_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    if args.no_graph:
+        if given:
+            names = ", ".join("--" + n.replace("_", "-") for n in given)
+            warn(f"{names} ignored: --no-graph skips the graph")
+        return None
+    if "coverage" in given and args.sparsify != "coverage":
+        warn(f"--coverage {args.coverage} is ignored: it applies to --sparsify coverage")
+    from analysis.graph.rules import SparsifyRule
+
+    try:
+        return SparsifyRule(
+            mode=args.sparsify,
+            coverage=args.coverage if args.sparsify == "coverage" else GRAPH_DEFAULTS["coverage"],
+            min_weight=args.min_weight,
+        )
+    except ValueError as error:
+        raise ValueError(
+            str(error).replace("min_weight", "--min-weight").replace("coverage", "--coverage")
+        ) from None
+
+
+def checked_args(args: argparse.Namespace) -> tuple[str, object]:
+    """Check every option that needs no model (ValueError with one sentence), report those
+    that do not apply; returns ``(prompt, graph rule or None)``."""
+    prompt = read_prompt(args)
+    if not prompt.strip():
+        raise ValueError("the prompt is empty: type something for the model to answer")
+    _check_generation_options(args)
+    kind = _view_kind(args)
+    if args.head is not None and kind != "head":
+        warn(f"--head {args.head} is ignored: it applies to --view head, not --view {kind}")
+    rule = _graph_rule(args)
+    from analysis.io.output_dir import check_output_folder
+
+    check_output_folder(args.out, force=args.force)
+    return prompt, rule
+
+
+def _fitted_spec(args: argparse.Namespace, facts):
+    """The view spec with a negative layer or head counted from the end, checked against the
+    model's layers and heads (before it generates)."""
+    from dataclasses import replace
+
+    spec = _view_spec(args)
+    layers, heads = facts.num_layers, facts.num_heads
+    if not -layers <= spec.layer < layers:
+        raise ValueError(f"--layer {spec.layer} is out of range: {facts.name} has layers 0..{layers - 1}")
+    if spec.kind == "head" and not -heads <= spec.head < heads:
+        raise ValueError(f"--head {spec.head} is out of range: {facts.name} has heads 0..{heads - 1}")
+    return replace(spec, layer=spec.layer % layers, head=spec.head % heads if heads else spec.head)
+
+
 def run_generate(args: argparse.Namespace, *, stream=None) -> Path:
     """Generate for parsed arguments and write the folder; returns it."""
     import time
 
     from analysis.attention.views import make_view
     from analysis.generation.loop import generate
-    from analysis.io.folder import ensure_writable_dir, write_analysis_folder, write_json
+    from analysis.io.folder import write_analysis_folder, write_json
+    from analysis.io.output_dir import output_folder
     from analysis.models.loading import load_model
 
-    prompt = read_prompt(args)
-    _check_sampling_options(args)
-    spec = _view_spec(args)
-    rule = None
-    if not args.no_graph:
-        from analysis.graph.rules import SparsifyRule
-
-        rule = SparsifyRule(mode=args.sparsify, coverage=args.coverage, min_weight=args.min_weight)
-    ensure_writable_dir(args.out)  # fail before the model loads, not after
+    prompt, rule = checked_args(args)  # everything that needs no model, before it loads
 
     loaded = load_model(args.model, allow_pickle=args.allow_pickle)
+    spec = _fitted_spec(args, loaded.facts)
 
     def show(step) -> None:
         if stream is not None and step.text:
@@ -238,30 +322,40 @@ def run_generate(args: argparse.Namespace, *, stream=None) -> Path:
     started = time.perf_counter()
     view = make_view(run, spec)
     timings["view"] = time.perf_counter() - started
+    if view.matrix.size == 0:
+        raise ValueError(
+            "the view has no tokens left (every token was a special token and --no-special "
+            "dropped them); generate without --no-special"
+        )
     graph = None
     if rule is not None:
         from analysis.graph.metrics import analyze_graph
+        from analysis.graph.rules import graph_weights
 
         started = time.perf_counter()
-        graph = analyze_graph(view.matrix, rule)
+        weights = graph_weights(view.matrix, signed=view.signed)
+        if weights.note:
+            warn(f"graph: {weights.note}")
+        graph = analyze_graph(weights.matrix, rule)
         timings["graph"] = time.perf_counter() - started
 
-    folder = write_analysis_folder(args.out, run, view, graph, None, timings)
     generation = run.generation
-    summary_path = folder / "summary.json"
-    summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    summary["generation"] = {
-        "prompt_tokens": generation.prompt_length,
-        "generated_tokens": len(generation.steps),
-        "chat": generation.chat,
-        "stop_reason": generation.stop_reason,
-        "first_token_seconds": round(generation.first_token_seconds, 6),
-        "lens_kernel": generation.lens_kernel,
-        **generation.settings,
-    }
-    write_json(summary_path, summary)
-    write_json(folder / "generation.json", generation.to_dict())
-    return folder
+    with output_folder(args.out, force=args.force) as folder:
+        write_analysis_folder(folder, run, view, graph, None, timings)
+        summary_path = folder / "summary.json"
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        summary["generation"] = {
+            "prompt_tokens": generation.prompt_length,
+            "generated_tokens": len(generation.steps),
+            "chat": generation.chat,
+            "stop_reason": generation.stop_reason,
+            "first_token_seconds": round(generation.first_token_seconds, 6),
+            "lens_kernel": generation.lens_kernel,
+            **generation.settings,
+        }
+        write_json(summary_path, summary)
+        write_json(folder / "generation.json", generation.to_dict())
+    return Path(args.out)
 
 
 def main(argv: list[str] | None = None) -> int:
