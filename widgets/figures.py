@@ -42,12 +42,16 @@ def view_heatmap_figure(view, *, colormap: str = "viridis", log: bool = False,
                         title: str | None = None) -> fd.Figure:
     """The heatmap figure of an :class:`~analysis.attention.views.AttentionView`
     (signed views on the diverging map centred at 0)."""
+    from widgets.heatmap_axes import value_name
+
     signed = bool(getattr(view, "signed", False))
     shown = SIGNED_COLORMAP if signed else colormap
+    spec = view.spec
     return fd.heatmap_figure(
         view.matrix, view.row_labels, view.col_labels, masked=view.masked,
         title=view.title if title is None else title, signed=signed, log=log, colormap=shown,
         lut=lookup_table(shown), metrics=figure_export.figure_metrics(),
+        value_name=value_name(spec.kind, stack=spec.stack, signed=signed, through=spec.through),
     )
 
 
@@ -67,16 +71,17 @@ def graph_positions(graph, layout: str = "arc") -> np.ndarray:
 
 def graph_figure(graph, labels: Sequence[str], *, layout: str = "arc", positions: np.ndarray | None = None,
                  size_metric: str | None = DEFAULT_SIZE_METRIC, title: str = "",
-                 weight_name: str = "attention weight") -> fd.Figure:
+                 weight_name: str = "attention weight", generated=None) -> fd.Figure:
     """The figure of a :class:`~analysis.graph.metrics.GraphResult` whose nodes are
-    ``labels``: nodes coloured by community, sized by ``size_metric``."""
+    ``labels``: nodes coloured by community, sized by ``size_metric``; ``generated``
+    (bool per node) rings a generation's answer tokens."""
     pos = graph_positions(graph, layout) if positions is None else positions
     metric = size_metric if size_metric in graph.metrics else None
     return fd.graph_figure(
         labels, graph.sources, graph.targets, graph.weights, pos, layout=layout,
         communities=graph.communities, size_values=graph.metrics[metric] if metric else None,
         size_metric=metric, metric_values=graph.metrics, title=title, weight_name=weight_name,
-        metrics=figure_export.figure_metrics(),
+        metrics=figure_export.figure_metrics(), generated=generated,
     )
 
 
@@ -123,8 +128,12 @@ def write_figures(folder: str | os.PathLike, run, view, graph=None,
     figure_export.ensure_gui()
     figures = {"heatmap": view_heatmap_figure(view, colormap=colormap)}
     if graph is not None:
+        from analysis.io.folder import view_generated
+
+        generated = view_generated(run, view)
         figures["graph"] = graph_figure(graph, view.row_labels, layout=graph_layout,
-                                        title=f"{view.title} · graph", weight_name=_weight_name(view))
+                                        title=f"{view.title} · graph", weight_name=_weight_name(view),
+                                        generated=None if generated is None else [bool(g) for g in generated])
     figures["heads"] = heads_figure(run, colormap=colormap)
     written = []
     for name, fig in figures.items():

@@ -518,7 +518,7 @@ class AttentionHeatmap(QWidget):
             metrics=figure_export.figure_metrics(),
             selected=self._selected if include_highlight else None,
             path=self._path if include_highlight else (),
-            colors=highlight_colors(shown),
+            colors=highlight_colors(shown), value_name=self._value_name,
         )
 
     def export_figure(self, path: str | os.PathLike, *, width: int | None = None, dpi: float | None = None,

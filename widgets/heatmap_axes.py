@@ -27,6 +27,7 @@ from analysis.io.figure_data import (
     MAX_LABEL_CHARS,
     axis_labels,
     check_levels,
+    colorbar_title,
     format_weight,
     nice_step,
     value_levels,
@@ -77,23 +78,6 @@ def make_colorbar(cmap: pg.ColorMap, fg: QColor) -> pg.ColorBarItem:
     bar.getAxis("right").setStyle(hideOverlappingLabels=False)
     bar.getAxis("right").setWidth(60)
     return bar
-
-
-def colorbar_title(scale: str, name: str | None = None) -> str:
-    """The colour bar's title: what the numbers are (``name``, default "attention
-    weight") and the scale's note.
-
-    Examples
-    --------
-    >>> colorbar_title("log", "ALTI contribution")
-    'ALTI contribution (log scale)'
-    >>> colorbar_title("signed", "attribution score")
-    'attribution score (signed, 0 = white)'
-    """
-    if name is None or name == COLORBAR_LABELS["linear"]:
-        return COLORBAR_LABELS[scale]
-    signed = f"{name} (0 = white)" if "signed" in name else f"{name} (signed, 0 = white)"
-    return {"linear": name, "log": f"{name} (log scale)", "signed": signed}[scale]
 
 
 #: What a view's numbers are, by view kind (the colour bar's title, see value_name).

@@ -536,3 +536,25 @@ def test_write_figures_refuses_bad_options_before_writing(tmp_path):
     with pytest.raises(ValueError, match="layout"):
         write_figures(tmp_path, None, None, None, graph_layout="spiral")
     assert not list(tmp_path.iterdir())
+
+
+def test_headless_figures_name_the_views_numbers_and_ring_generated_tokens(qtbot, tmp_path):
+    """``analyze --figures``: the heatmap's colour bar says what the numbers are (not
+    "attention weight" for every view) and a generation's answer is ringed in the graph."""
+    from dataclasses import replace
+
+    from analysis.attention.views import ViewSpec, make_view
+    from analysis.graph.metrics import analyze_graph
+    from analysis.io.figures.graph import GENERATED_COLOR
+    from tests.analysis.fake_runs import word_run
+    from widgets.figures import write_figures
+
+    run = replace(word_run(layers=2, heads=2), prompt_length=3)
+    view = make_view(run, ViewSpec(kind="max", layer=1))
+    graph = analyze_graph(view.matrix)
+    written = write_figures(tmp_path, run, view, graph, formats=("svg",))
+    heatmap = (tmp_path / "heatmap.svg").read_text(encoding="utf-8")
+    assert "largest attention weight of the heads" in heatmap
+    svg = (tmp_path / "graph.svg").read_text(encoding="utf-8")
+    assert GENERATED_COLOR in svg and ">generated<" in svg
+    assert {p.name for p in written} == {"heatmap.svg", "graph.svg", "heads.svg"}

@@ -345,6 +345,23 @@ COLORBAR_LABELS = {
 }
 
 
+def colorbar_title(scale: str, name: str | None = None) -> str:
+    """The colour bar's title: what the numbers are (``name``, default "attention
+    weight") and the scale's note.
+
+    Examples
+    --------
+    >>> colorbar_title("log", "ALTI contribution")
+    'ALTI contribution (log scale)'
+    >>> colorbar_title("signed", "attribution score")
+    'attribution score (signed, 0 = white)'
+    """
+    if name is None or name == COLORBAR_LABELS["linear"]:
+        return COLORBAR_LABELS[scale]
+    signed = f"{name} (0 = white)" if "signed" in name else f"{name} (signed, 0 = white)"
+    return {"linear": name, "log": f"{name} (log scale)", "signed": signed}[scale]
+
+
 def axis_labels(labels: Sequence[str]) -> list[str]:
     """Labels as the axes write them: newlines and tabs escaped, longer than
     ``MAX_LABEL_CHARS`` elided with "…", prefixed by their index from

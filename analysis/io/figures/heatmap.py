@@ -11,7 +11,6 @@ from analysis.io.figures.base import (
     APPROX_METRICS,
     AXIS_SIZE,
     BASELINE,
-    COLORBAR_LABELS,
     FRAME_COLOR,
     LABEL_SIZE,
     LOG_FLOOR,
@@ -34,6 +33,7 @@ from analysis.io.figures.base import (
     _title,
     axis_labels,
     check_levels,
+    colorbar_title,
     colorize,
     colormap_lut,
     format_weight,
@@ -71,6 +71,7 @@ def heatmap_figure(
     colors: Mapping[str, str] | None = None,
     cell_titles: bool | None = None,
     max_vector_cells: int = MAX_VECTOR_CELLS,
+    value_name: str | None = None,
 ) -> Figure:
     """The heatmap of ``matrix[R, C]`` (rows = queries, columns = keys) as a figure.
 
@@ -94,6 +95,9 @@ def heatmap_figure(
     max_vector_cells : above this many cells (default 256 x 256 = 65,536) the cells are
         one embedded bitmap instead of ``<rect>`` elements, nearest-neighbour scaled,
         and a note in the figure (and in the SVG's description) says so.
+    value_name : what the numbers are, for the colour bar's title ("ALTI rollout",
+        "largest attention weight of the heads"; default "attention weight"), with the
+        scale's note added (:func:`colorbar_title`).
 
     Returns
     -------
@@ -234,7 +238,7 @@ def heatmap_figure(
 
     # colour bar (at least 150 units tall so its ticks have room)
     bar_h = max(mh, 150.0)
-    bar_items, right = _colorbar(x0 + mw + 22, y0, bar_h, lut, ticks, (lo, hi), COLORBAR_LABELS[scale], metrics)
+    bar_items, right = _colorbar(x0 + mw + 22, y0, bar_h, lut, ticks, (lo, hi), colorbar_title(scale, value_name), metrics)
     fig.items.extend(bar_items)
     right = max(right, xc + xtw / 2)
     bar_bottom = y0 + bar_h
