@@ -318,15 +318,15 @@ def run_generate(args: argparse.Namespace, *, stream=None) -> Path:
     if run.notice:
         print(f"note: {run.notice}", file=sys.stderr)
 
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    view = make_view(run, spec)
-    timings["view"] = time.perf_counter() - started
-    if view.matrix.size == 0:
+    if spec.drop_special and all(run.special_mask):  # before make_view, which would fail on it
         raise ValueError(
             "the view has no tokens left (every token was a special token and --no-special "
             "dropped them); generate without --no-special"
         )
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    view = make_view(run, spec)
+    timings["view"] = time.perf_counter() - started
     graph = None
     if rule is not None:
         from analysis.graph.metrics import analyze_graph

@@ -155,6 +155,22 @@ def test_5_an_empty_view_of_words_exits_2_with_the_same_message(tmp_path, capsys
     assert "the view has no tokens left" in _one_error_line(capsys, "analyze")
 
 
+def test_5_generate_exits_2_on_a_view_with_no_tokens_left(tmp_path, capsys, monkeypatch, tiny_model_dir):
+    import analysis.generation.loop as loop
+    from analysis.attention.extract import extract_ids
+
+    def only_specials(loaded, prompt, **kwargs):  # a sequence of nothing but <s> tokens
+        return extract_ids(loaded, [loaded.tokenizer.bos_token_id] * 3)
+
+    monkeypatch.setattr(loop, "generate", only_specials)
+    out = tmp_path / "o"
+    argv = ["--model", str(tiny_model_dir("llama")), "--prompt", "Hi", "--no-chat", "--no-special",
+            "--words", "--out", str(out)]
+    assert _main("generate")(argv) == 2
+    assert "the view has no tokens left" in _one_error_line(capsys, "generate")
+    assert not out.exists() and _leftovers(tmp_path) == []
+
+
 # --- 6. NaN passes silently through rollout and flow ----------------------------------------
 # (the functions: tests/analysis/test_flow.py::test_flow_refuses_nan_infinite_and_negative_attention,
 # tests/analysis/test_properties.py::test_rollout_refuses_nan_infinite_and_negative_weights)
