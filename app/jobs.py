@@ -224,26 +224,16 @@ def contributions_job(run: AttentionRun, kind: str, allow_pickle: bool = False, 
     return job
 
 
-COMPARED_METHODS = ("integrated_gradients", "input_x_gradient", "occlusion")
-
-
 def attribute_job(run: AttentionRun, settings: dict):
     """An attribution of ``run``'s input (panel settings: method, target, ...). A generation
-    target sends its rows as partial results; "compare" adds other methods and attention-based
-    importance of the target position, each scored for faithfulness, and their Spearman
-    correlation with the chosen method."""
+    target sends its rows as partial results. "compare" runs
+    analysis.attribution.compare.compare_explanations: the chosen method, Integrated
+    Gradients, Input x Gradient and occlusion, and the attention and contribution views of
+    the target position (attention, rollout, flow, value norms, ALTI), each scored for
+    faithfulness (ERASER AOPC) and correlated (Spearman) with the chosen method."""
 
     def job(context):
-        import numpy as np
-
-        from analysis.attribution import (
-            Target,
-            attribute,
-            attribute_generation,
-            faithfulness,
-            from_run,
-            rank_correlation,
-        )
+        from analysis.attribution import Target, attribute, attribute_generation, from_run
         from analysis.models.loading import load_model
 
         context.progress(0.01, "Loading the model…")
@@ -265,38 +255,45 @@ def attribute_job(run: AttentionRun, settings: dict):
             return {"generation": result}
         target = Target(settings["target"], token=settings["token"], contrast=settings["contrast"],
                         function=settings["function"])
+        if settings["compare"]:
+            comparison = compared(loaded, run, target, method, common, context)
+            return {"attribution": comparison["main"], "comparison": comparison}
         if settings["target"] == "similarity":  # each text is encoded on its own, as the model embeds it
             inputs = run.text
             common["pair"] = run.pair
-        methods = [method, *[m for m in COMPARED_METHODS if m != method]] if settings["compare"] else [method]
-        scores, faith, results = {}, {}, {}
-        for index, name in enumerate(methods):
-            def report(fraction, index=index, name=name):
-                context.report((index + fraction) / (len(methods) + 1), f"Attributing with {name}…")
-
-            results[name] = attribute(loaded, inputs, target, name, progress=report, **common)
-            scores[name] = results[name].scores
-        main = results[method]
-        comparison = None
-        if settings["compare"]:
-            context.report(len(methods) / (len(methods) + 1), "Scoring faithfulness…")
-            position = main.target.position
-            if main.unit == "token" and position is not None and main.target.kind == "next_token":
-                layer_mean = np.asarray(run.attentions[-1].mean(axis=0), dtype=np.float64)
-                from analysis.attention.rollout import attention_rollout
-
-                scores["attention (last layer)"] = layer_mean[position]
-                scores["rollout"] = attention_rollout(run.attentions)[position]
-            for name, importance in scores.items():
-                context.check()
-                if main.unit == "token" and main.target.kind != "similarity":  # removes tokens of one input
-                    faith[name] = faithfulness(loaded, main.target, main.inputs.input_ids, importance,
-                                               baseline=settings["baseline"])
-            comparison = {"scores": scores, "faithfulness": faith,
-                          "spearman": {name: rank_correlation(scores[method], s) for name, s in scores.items()}}
-        return {"attribution": main, "comparison": comparison}
+        result = attribute(loaded, inputs, target, method,
+                           progress=lambda f: context.report(f, f"Attributing with {method}…"), **common)
+        return {"attribution": result, "comparison": None}
 
     return job
+
+
+def compared(loaded, run: AttentionRun, target, method: str, common: dict, context) -> dict:
+    """The panel's comparison: :func:`analysis.attribution.compare.compare_explanations`
+    with the chosen method first, as the table shows it (rows: the comparison's tokens)."""
+    from analysis.attribution.compare import DEFAULT_METHODS, compare_explanations
+
+    step = {"text": "Comparing explanations…"}
+    comparison = compare_explanations(
+        loaded, run, target, methods=[method, *[m for m in DEFAULT_METHODS if m != method]],
+        baseline=common["baseline"], steps=common["steps"], adaptive=common["adaptive"],
+        n_samples=common["n_samples"], seed=common["seed"], words=common["words"],
+        progress=lambda fraction: context.report(fraction, step["text"]), cancelled=context.is_cancelled,
+        on_step=lambda sentence: step.update(text=sentence))
+    explanations = comparison.explanations
+    return {
+        "object": comparison,
+        "main": comparison[method].attribution,
+        "labels": tuple(comparison.inputs.labels),
+        "tokens": tuple(comparison.inputs.tokens),
+        "scores": {e.name: e.importance for e in explanations},
+        "faithfulness": {e.name: e.faithfulness for e in explanations},
+        "spearman": {e.name: e.spearman for e in explanations},
+        "titles": {e.name: e.label for e in explanations},
+        "descriptions": {e.name: e.description for e in explanations},
+        "note": comparison.position_note,
+        "skipped": dict(comparison.skipped),
+    }
 
 
 def graph_job(request: GraphRequest):

@@ -6,10 +6,12 @@ The result shows as the text's tokens coloured with a diverging map centred at 0
 lowers the target, red raises it; saliency has no sign), a bar chart of the strongest
 units, and a sentence with f(x), f(baseline) and, for Integrated Gradients, whether the
 scores add up (the convergence delta). With "Compare methods" the table lists every
-method's scores side by side with the ERASER faithfulness figures (AOPC of
-comprehensiveness and sufficiency) and the Spearman correlation with the first method,
-attention-based importance of the target position included, so a person sees which
-explanation is faithful on this input. A generation's attribution is a matrix [generated
+explanation's importance of each token side by side with the ERASER faithfulness figures
+(AOPC of comprehensiveness and sufficiency) and the Spearman correlation with the chosen
+method: the attribution methods and the attention and contribution views of the target
+position (attention, rollout, flow, value norms, ALTI;
+analysis.attribution.compare.compare_explanations), so a person sees which explanation is
+faithful on this input. A generation's attribution is a matrix [generated
 tokens x earlier tokens] shown as a signed heatmap; rows appear as they are computed.
 
 Linked selection goes both ways: clicking a unit selects its token in every view
@@ -133,8 +135,10 @@ class AttributionPanel(QWidget):
         self.words_check = QCheckBox("Words")
         self.words_check.setToolTip("Score words (the sum of their pieces) instead of tokens")
         self.compare_check = QCheckBox("Compare methods")
-        self.compare_check.setToolTip("Also run Input×Gradient and occlusion, score every method's faithfulness "
-                                      "(ERASER AOPC) and correlate them (Spearman)")
+        self.compare_check.setToolTip("Also run Integrated Gradients, Input×Gradient and occlusion and read the "
+                                      "attention, rollout, flow, value-norm and ALTI importance of the target "
+                                      "position; score each one's faithfulness (ERASER AOPC) and correlate it "
+                                      "with the chosen method (Spearman)")
         self.run_button = QPushButton("Attribute")
         self.run_button.setToolTip("Compute the attribution (Ctrl+Shift+A)")
         self.run_button.clicked.connect(self.run_requested)
@@ -376,17 +380,26 @@ class AttributionPanel(QWidget):
         plot.setLabel("bottom", "score")
 
     def _fill_table(self, labels, comparison: dict | None) -> None:
+        """Explanations side by side: AOPC comprehensiveness and sufficiency, Spearman with
+        the chosen method, then each token's importance (rows: the comparison's tokens)."""
         if not comparison:
             self.table.setRowCount(0)
             self.table.setColumnCount(0)
             return
         methods = list(comparison["scores"])
-        rows = ["AOPC comprehensiveness", "AOPC sufficiency", f"Spearman with {methods[0]}", *labels]
+        titles = comparison.get("titles", {})
+        tokens = list(comparison.get("labels", labels))
+        rows = ["AOPC comprehensiveness", "AOPC sufficiency", f"Spearman with {titles.get(methods[0], methods[0])}",
+                *tokens]
         self.table.setColumnCount(len(methods))
         self.table.setRowCount(len(rows))
-        self.table.setHorizontalHeaderLabels(methods)
+        self.table.setHorizontalHeaderLabels([titles.get(m, m) for m in methods])
         self.table.setVerticalHeaderLabels(rows)
+        descriptions = comparison.get("descriptions", {})
         for column, method in enumerate(methods):
+            header = self.table.horizontalHeaderItem(column)
+            if header is not None and method in descriptions:
+                header.setToolTip(descriptions[method])
             faith = comparison["faithfulness"].get(method)
             values = [faith.aopc_comprehensiveness if faith else float("nan"),
                       faith.aopc_sufficiency if faith else float("nan"),
@@ -394,6 +407,12 @@ class AttributionPanel(QWidget):
                       *comparison["scores"][method]]
             for row, value in enumerate(values):
                 self.table.setItem(row, column, QTableWidgetItem(format_number(value, 4)))
+        note = comparison.get("note")
+        skipped = comparison.get("skipped") or {}
+        extra = " ".join([note or "", *[f"{name}: {why}" for name, why in skipped.items()]]).strip()
+        self.table.setToolTip("Explanations side by side: faithfulness (AOPC: comprehensiveness high and "
+                              "sufficiency low is better), Spearman correlation with the chosen method, then "
+                              "each token's importance." + (f"\n{extra}" if extra else ""))
 
     # Linked selection -----------------------------------------------------------------------------------
     def set_selected_token(self, token: int | None) -> None:
@@ -412,11 +431,11 @@ class AttributionPanel(QWidget):
         labels, scores, token_units, signed = self._shown
         self._fill_strip(labels, scores, token_units, signed=signed)
         self._fill_bars(labels, scores)
-        if self.table.rowCount() > 3:
+        if self.table.rowCount() > 3:  # the comparison's rows are tokens
             blocked = self.table.blockSignals(True)
             self.table.clearSelection()
-            if unit is not None and 3 + unit < self.table.rowCount():
-                self.table.selectRow(3 + unit)
+            if token is not None and 3 + int(token) < self.table.rowCount():
+                self.table.selectRow(3 + int(token))
             self.table.blockSignals(blocked)
 
     def selected_unit(self) -> int | None:
@@ -434,11 +453,9 @@ class AttributionPanel(QWidget):
         rows = {index.row() for index in self.table.selectedIndexes()}
         if len(rows) != 1 or self._shown is None:
             return
-        unit = next(iter(rows)) - 3
-        token_units = self._shown[2]
-        tokens = np.flatnonzero(token_units == unit)
-        if unit >= 0 and tokens.size:
-            self.token_selected.emit(int(tokens[0]))
+        token = next(iter(rows)) - 3  # the comparison's rows are tokens
+        if 0 <= token < len(self._shown[2]):
+            self.token_selected.emit(int(token))
 
     # Figures and files ------------------------------------------------------------------------------------
     def _notes(self) -> list[str]:

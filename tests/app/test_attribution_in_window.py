@@ -38,7 +38,19 @@ def test_integrated_gradients_says_whether_it_adds_up_and_cancel_keeps_the_windo
         window.attribute()
     comparison = window.session.attribution["comparison"]
     assert {"integrated_gradients", "input_x_gradient", "occlusion"} <= set(comparison["scores"])
+    assert {"attention", "rollout", "value_norm", "alti"} <= set(comparison["scores"])  # views of the target position
     assert panel.table.columnCount() == len(comparison["scores"])
+    assert panel.table.horizontalHeaderItem(0).text() == "Integrated Gradients"
+    # the window shows exactly what the comparison function computes
+    from analysis.attribution.compare import Comparison
+
+    assert isinstance(comparison["object"], Comparison)
+    alti = comparison["object"]["alti"]
+    column = list(comparison["scores"]).index("alti")
+    from analysis.io.numbers import format_number
+
+    assert panel.table.item(0, column).text() == format_number(alti.faithfulness.aopc_comprehensiveness, 4)
+    assert window.session.attribution["attribution"] is comparison["object"]["integrated_gradients"].attribution
     assert panel.table.verticalHeaderItem(0).text().startswith("AOPC")
     assert panel.table.verticalHeaderItem(2).text().startswith("Spearman")
     assert "add up" in panel.summary.text()
