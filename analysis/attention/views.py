@@ -241,13 +241,18 @@ def renormalise_rows(matrix: np.ndarray) -> np.ndarray:
 
 
 def merge_matrix(matrix: np.ndarray, row_groups, col_groups) -> np.ndarray:
-    """Sum over the keys of each column group, mean over the queries of each row group."""
+    """Sum over the keys of each column group, mean over the queries of each row group (an
+    empty ``[R, C]`` matrix when a side has no group: every token was dropped)."""
+    if not row_groups or not col_groups:
+        return np.zeros((len(row_groups), len(col_groups)), dtype=np.float64)
     col_summed = np.stack([matrix[:, list(g)].sum(axis=1) for g in col_groups], axis=1)
     return np.stack([col_summed[list(g)].mean(axis=0) for g in row_groups], axis=0)
 
 
 def causal_mask(row_groups, col_groups) -> np.ndarray:
     """Masked where every key of the column group comes after every query of the row group."""
+    if not row_groups or not col_groups:
+        return np.zeros((len(row_groups), len(col_groups)), dtype=bool)
     row_last = np.array([g[-1] for g in row_groups])
     col_first = np.array([g[0] for g in col_groups])
     return col_first[None, :] > row_last[:, None]

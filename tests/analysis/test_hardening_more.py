@@ -145,11 +145,6 @@ def test_5_a_view_with_no_tokens_left_exits_2_with_one_clear_message(tmp_path, c
     assert not out.exists() and _leftovers(tmp_path) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="analysis/cli.py checks the empty view after make_view, whose word merging fails "
-    "first on no tokens ('need at least one array to stack'); the check belongs before it",
-)
 def test_5_an_empty_view_of_words_exits_2_with_the_same_message(tmp_path, capsys, default_loaded):
     assert analyze_main(["--text", "[CLS] [SEP]", "--no-special", "--words", "--out", str(tmp_path / "o")]) == 2
     assert "the view has no tokens left" in _one_error_line(capsys, "analyze")
