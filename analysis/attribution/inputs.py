@@ -193,7 +193,9 @@ def from_ids(
     if ids.size == 0:
         raise InputError("there are no tokens to attribute")
     tokens = tuple(tokenizer.convert_ids_to_tokens(ids.tolist()))
-    special_ids = set(tokenizer.all_special_ids)
+    from analysis.tokens import special_token_ids
+
+    special_ids = special_token_ids(tokenizer)  # [UNK] is an ordinary token, as in the run
     special = np.array([int(i) in special_ids for i in ids], dtype=bool)
     decoded = tokenizer.decode(ids.tolist(), skip_special_tokens=False) if text is None else text
     word_ids: tuple[int | None, ...]

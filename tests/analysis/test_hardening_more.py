@@ -321,3 +321,16 @@ def test_10_attribute_writes_at_once_and_leaves_nothing_on_failure(tmp_path, cap
     assert _main("attribute")([*model, "--text", "The cat", "--kind", "class", "--out", str(failed)]) == 2
     _one_error_line(capsys, "attribute")
     assert not failed.exists() and _leftovers(tmp_path) == []
+
+
+def test_5_attributing_ids_keeps_unk_an_ordinary_token(default_loaded):
+    """An attribution of token ids (a generation's) treats [UNK] as the run does: ordinary."""
+    from analysis.attribution.inputs import from_ids
+
+    tokenizer = default_loaded.tokenizer
+    ids = tokenizer("cat \U0001F600 dog")["input_ids"]
+    unk = tokenizer.unk_token_id
+    assert unk in ids
+    inputs = from_ids(default_loaded, ids)
+    special = dict(zip(inputs.input_ids.tolist(), inputs.special_mask.tolist(), strict=False))
+    assert special[unk] is False and special[tokenizer.cls_token_id] is True
