@@ -22,7 +22,7 @@ import torch
 
 from analysis.attention.extract import InputError
 from analysis.attribution.inputs import from_ids
-from analysis.attribution.integrated import integrate
+from analysis.attribution.integrated import integrate, quadrature_name
 from analysis.attribution.methods import (
     check_options,
     gradients,
@@ -201,7 +201,7 @@ def attribute_generation(
         delta, converged = outcome.delta, outcome.converged
         used_steps = int(outcome.steps)
         params.update(steps=steps, adaptive=adaptive, tolerance=tolerance, max_steps=max_steps,
-                      quadrature="gauss-legendre", stopped=outcome.stopped,
+                      quadrature=quadrature_name(adaptive), stopped=outcome.stopped,
                       error_bound=[float(v) for v in outcome.error_bound],
                       row_steps=[int(v) for v in outcome.row_steps], stopped_rows=outcome.row_stopped)
     else:

@@ -16,7 +16,7 @@ import torch
 
 from analysis.attention.extract import InputError
 from analysis.attribution.inputs import encode
-from analysis.attribution.integrated import integrate
+from analysis.attribution.integrated import frozen_parameters, integrate, quadrature_name
 from analysis.attribution.options import (
     BASELINES,
     DEFAULT_BASELINE,
@@ -83,7 +83,7 @@ def gradients(objective: Objective, rows=None) -> np.ndarray:
     pass and one backward pass per row."""
     wanted = list(range(objective.num_rows)) if rows is None else list(rows)
     out = np.zeros((len(wanted), objective.num_tokens, objective.x.shape[1]), dtype=np.float32)
-    with torch.enable_grad():
+    with frozen_parameters(objective.model), torch.enable_grad():
         point = objective.x[None].detach().clone().requires_grad_(True)
         values = objective(point)
         for j, k in enumerate(wanted):
@@ -382,7 +382,7 @@ def attribute(
         converged = bool(outcome.converged[0])
         used_steps = int(outcome.steps)
         params.update(steps=steps, adaptive=adaptive, tolerance=tolerance, max_steps=max_steps,
-                      quadrature="gauss-legendre", stopped=outcome.stopped,
+                      quadrature=quadrature_name(adaptive), stopped=outcome.stopped,
                       error_bound=float(outcome.error_bound[0]), segments=len(outcome.segments[0]))
     else:
         ends = objective.values(torch.stack([objective.baseline, objective.x]))

@@ -206,6 +206,17 @@ def _apply(function: str, logits: torch.Tensor, index: torch.Tensor | int) -> to
     return values[..., index]
 
 
+def _apply_each(function: str, logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """f(logits[m])[index[m]] for each row ``m`` of ``logits [M, V]`` (as :func:`_apply`)."""
+    if function == "log_prob":
+        values = torch.log_softmax(logits.float(), dim=-1)
+    elif function == "prob":
+        values = torch.softmax(logits.float(), dim=-1)
+    else:
+        values = logits.float()
+    return values.gather(-1, index[:, None])[:, 0]
+
+
 def _memory_per_token(config) -> float:
     """Rough bytes of activations autograd keeps per token (all layers), float32."""
     hidden = getattr(config, "hidden_size", None) or getattr(config, "d_model", None) or getattr(config, "dim", 512)
@@ -276,6 +287,7 @@ class Objective:
         self._slots = [slot[r.position] for r in rows]
         self._per_token = _memory_per_token(loaded.model.config)
         self._seq = np.asarray(inputs.sequence_ids)
+        self._split = None  # (stack, head) of a causal LM, False, or None: not checked yet
         self._types = None
         if inputs.token_type_ids is not None:
             self._types = torch.as_tensor(np.array(inputs.token_type_ids), device=self.device)[None]
@@ -336,6 +348,93 @@ class Objective:
             return torch.stack([self._read(out.logits, r) for r in self.rows], 1)
         logits = out.start_logits if kind == "qa_start" else out.end_logits
         return torch.stack([self._read(logits, r) for r in self.rows], 1)
+
+    # --- one backward pass per rank of requested rows -----------------------------------
+
+    def reach(self, rows) -> int:
+        """How many leading tokens a forward needs for ``rows`` (causal models: up to the last
+        position they read; other models: all)."""
+        if self.kind in ("next_token", "generation") and self.loaded.facts.architecture == DECODER:
+            return max(self.rows[k].position for k in rows) + 1
+        return self.num_tokens
+
+    def row_passes(self, X: torch.Tensor, wanted: list[list[int]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Values of sample ``j``'s rows ``wanted[j]`` for embedding sequences ``X [b, N, E]``,
+        arranged for one backward pass per rank of the requested rows.
+
+        Returns ``(values, passes)``: ``values`` float64 ``[b, K]`` on the CPU, detached, NaN
+        where a row was not asked for; ``passes[t]`` a differentiable scalar, the sum over the
+        samples that ask for a ``t``-th row of that row's value. Samples are independent, so the
+        gradient of ``passes[t]`` with respect to ``X`` gives every sample the gradient of its own
+        ``t``-th row: ``max_j len(wanted[j])`` backward passes serve every request of the batch,
+        however the rows are mixed.
+
+        For a causal LM whose logits are its head applied to the stack's last hidden state (checked
+        once against the model's own logits), the head is applied per pass to the hidden states the
+        pass reads, so a backward pass goes through the head for its own samples only (not for every
+        position the batch reads). Other models read the rows from one ``self(X)``.
+        """
+        b = X.shape[0]
+        values = torch.full((b, self.num_rows), float("nan"), dtype=torch.float64)
+        ranks = max((len(w) for w in wanted), default=0)
+        union = sorted({k for w in wanted for k in w})
+        if not union:
+            return values, []
+        parts = self._split_head()
+        if parts is None:
+            every = self(X, rows=union)
+            every_value = every.detach().double().cpu()
+            passes = []
+            for t in range(ranks):
+                samples = [j for j in range(b) if len(wanted[j]) > t]
+                rows = [wanted[j][t] for j in samples]
+                passes.append(every[samples, rows].sum())
+                values[samples, rows] = every_value[samples, rows]
+            return values, passes
+        stack, head = parts
+        upto = self.reach(union)
+        hidden = stack(inputs_embeds=X[:, :upto], use_cache=False).last_hidden_state
+        passes = []
+        for t in range(ranks):
+            samples = [j for j in range(b) if len(wanted[j]) > t]
+            rows = [wanted[j][t] for j in samples]
+            where = torch.as_tensor([self.rows[k].position for k in rows], device=X.device)
+            picked = hidden[torch.as_tensor(samples, device=X.device), where]  # [b_t, E]
+            value = self._read_rows(head(picked), rows)
+            values[samples, rows] = value.detach().double().cpu()
+            passes.append(value.sum())
+        return values, passes
+
+    def _read_rows(self, logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
+        """``logits [M, V]``, one row of the objective each -> its target values ``[M]``."""
+        index = torch.as_tensor([self.rows[k].index for k in rows], device=logits.device)
+        value = _apply_each(self.function, logits, index)
+        contrast = [self.rows[k].contrast for k in rows]
+        if any(c is not None for c in contrast):
+            foil = torch.as_tensor([c if c is not None else 0 for c in contrast], device=logits.device)
+            has = torch.as_tensor([c is not None for c in contrast], device=logits.device)
+            value = value - torch.where(has, _apply_each(self.function, logits, foil), value.new_zeros(()))
+        return value
+
+    def _split_head(self):
+        """``(stack, head)`` when a causal LM's logits are ``head(stack(X).last_hidden_state)``
+        (checked at the input against the model's own logits, once); else None."""
+        if self._split is None:
+            self._split = False
+            if self.kind in ("next_token", "generation") and self.loaded.facts.architecture == DECODER:
+                stack, head = self.loaded.model, self.model.get_output_embeddings()
+                if head is not None and stack is not self.model:
+                    with torch.inference_mode():
+                        X = self.x[None]
+                        rows = list(range(self.num_rows))
+                        own = self(X).double()
+                        hidden = stack(inputs_embeds=X[:, : self.reach(rows)], use_cache=False).last_hidden_state
+                        where = torch.as_tensor([r.position for r in self.rows], device=self.device)
+                        split = self._read_rows(head(hidden[0, where]), rows).double()[None]
+                    scale = float(own.abs().max()) + 1.0
+                    if torch.allclose(own, split, rtol=0.0, atol=1e-4 * scale):
+                        self._split = (stack, head)
+        return self._split or None
 
     def _read(self, logits: torch.Tensor, row: _Row) -> torch.Tensor:
         value = _apply(self.function, logits, row.index)

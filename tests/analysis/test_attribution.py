@@ -269,27 +269,66 @@ def test_the_first_token_of_a_causal_model_is_kept_for_integrated_gradients(tiny
     assert "first_token_kept" not in occlusion.params and occlusion.scores[0] != 0.0
 
 
-def test_batched_vector_jacobian_products_equal_a_loop(tiny):
+@pytest.mark.parametrize("share_forward", [True, False])
+@pytest.mark.parametrize("split_head", [True, False])
+def test_path_evaluator_equals_one_backward_per_point_and_row(tiny, share_forward, split_head, monkeypatch):
+    """Points asked for by different rows, mixed in batches (one backward pass per rank of the
+    requested rows, the head applied per pass or not): every (point, row) gets the gradient and
+    value that a backward pass of that row alone at that point gives, to 1e-5."""
     from analysis.attribution import integrated
 
     loaded = tiny("gpt2")
     inputs = generate_greedy(loaded, TEXT, 3)
-    objective = build_objective(loaded, inputs, Target("generation"))
-    points = objective.x[None].repeat(4, 1, 1).requires_grad_(True)
-    integrated.BATCHED_VJP = True
+    objective = build_objective(loaded, inputs, Target("generation"), keep_first=True)
+    assert (objective._split_head() is not None) is True  # GPT-2's logits are its head on the stack
+    if not split_head:
+        objective._split = False
+    monkeypatch.setattr(integrated, "SHARE_FORWARD", share_forward)
+    requests = {0.0: {0, 1, 2}, 0.25: {2}, 0.5: {0, 2}, 0.625: {1}, 1.0: {0, 1, 2}}
+    evaluator = integrated.PathEvaluator(objective, batch_size=2)
+    evaluator.run(requests)
+    diff = (objective.x - objective.baseline).double()
+    for alpha, rows in requests.items():
+        for k in rows:
+            point = (objective.baseline + alpha * (objective.x - objective.baseline))[None].detach().requires_grad_(True)
+            with torch.enable_grad():
+                value = objective(point)[0, k]
+                (grad,) = torch.autograd.grad(value, point)
+            expected = (grad[0].double() * diff).sum(-1).numpy()
+            np.testing.assert_allclose(evaluator.products[(alpha, k)], expected, atol=1e-5)
+            assert evaluator.values[(alpha, k)] == pytest.approx(float(value.detach()), abs=1e-5)
+    assert set(evaluator.products) == {(a, k) for a, rows in requests.items() for k in rows}
+    assert evaluator.points == set(requests)
+
+
+def test_parameters_require_grad_again_after_integrated_gradients(tiny):
+    """IG freezes the model's parameters while it runs (only the path points need gradients)
+    and gives them back as they were: after a run, after a cancel, and a parameter that was
+    frozen before stays frozen."""
+    loaded = tiny("gpt2")
+    from analysis.attribution.heads import CAUSAL_LM, head_model
+
+    model = head_model(loaded, CAUSAL_LM)
+    params = list(model.parameters())
+    before = [p.requires_grad for p in params]
+    assert any(before)
+    seen = []
+
+    def watch(fraction):
+        seen.append(any(p.requires_grad for p in params))
+
+    attribute(loaded, TEXT, Target(), "integrated_gradients", adaptive=True, steps=4, batch_size=2, progress=watch)
+    assert seen and not any(seen[:-1])  # frozen while it ran
+    assert [p.requires_grad for p in params] == before
+    with pytest.raises(Cancelled):
+        attribute(loaded, TEXT, Target(), "integrated_gradients", steps=8, batch_size=2, cancelled=lambda: True)
+    assert [p.requires_grad for p in params] == before
+    params[0].requires_grad_(False)
     try:
-        with torch.enable_grad():
-            values = objective(points)
-            batched = integrated.row_gradients(values, points, [0, 1, 2])
+        attribute(loaded, TEXT, Target(), "saliency")
+        assert params[0].requires_grad is False and [p.requires_grad for p in params[1:]] == before[1:]
     finally:
-        integrated.BATCHED_VJP = False
-    loop = []
-    with torch.enable_grad():
-        values = objective(points)
-        for k in range(3):
-            loop.append(torch.autograd.grad(values[:, k].sum(), points, retain_graph=True)[0])
-    torch.testing.assert_close(batched, torch.stack(loop), rtol=1e-5, atol=1e-7)
-    assert integrated._vmap_works
+        params[0].requires_grad_(before[0])
 
 
 def test_integrated_gradients_equals_captum(tiny):
