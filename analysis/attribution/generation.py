@@ -5,11 +5,14 @@ explains generated token ``g_r`` (read at position ``g_r - 1``) over every token
 prompt and earlier generated tokens alike. Cells of tokens at or after ``g_r`` are NaN
 (causal: "masked", not "no effect").
 
-Gradient methods and Integrated Gradients run ONE batched forward pass per batch of path
-points over the whole sequence for all rows at once, then one backward pass per row: the
-causal mask makes position ``g - 1``'s output independent of later tokens, so the rows do
-not disturb one another. The perturbation methods perturb each row's own sources.
-Rows are delivered through ``on_row(row, scores)`` as soon as they are final.
+The gradient methods run ONE forward pass over the whole sequence for all rows, then one
+backward pass per row: the causal mask makes position ``g - 1``'s output independent of
+later tokens, so the rows do not disturb one another. Integrated Gradients evaluates each
+path point for the rows that need it, either as one sample shared by those rows (one
+forward, a backward pass per row) or as one sample per row on its own prefix, whichever a
+cost model prefers (:class:`analysis.attribution.integrated.PathEvaluator`). The
+perturbation methods perturb each row's own sources. Rows are delivered through
+``on_row(row, scores)`` as soon as they are final.
 """
 
 from __future__ import annotations
@@ -147,8 +150,8 @@ def attribute_generation(
         ``log_prob`` (default), ``prob`` or ``logit`` of each generated token.
     baseline, steps, adaptive, tolerance, max_steps, n_samples, seed, words, keep_first
         As :func:`analysis.attribution.methods.attribute`; with ``adaptive`` each row
-        refines its own path segments until it reaches the tolerance or the cap (rows that
-        are done stop taking backward passes).
+        refines its own path panels until it reaches the tolerance or the cap (rows that
+        are done take no more evaluations).
     progress, cancelled : callbacks
         ``progress(fraction)`` per batch, ``cancelled()`` between batches.
     on_row : callable, optional

@@ -185,7 +185,7 @@ class PathEvaluator:
         after each batch; ``cancelled()`` checked before each)."""
         o = self.objective
         batches = self.plan(requests)
-        total = sum(len(batch) for batch in batches)
+        samples = sum(len(batch) for batch in batches)
         done = 0
         for batch in batches:
             raise_if_cancelled(self.cancelled, "Integrated Gradients")
@@ -194,8 +194,8 @@ class PathEvaluator:
             with torch.enable_grad():
                 X = self.path(alphas).detach().requires_grad_(True)
                 values, passes = o.row_passes(X, wanted)
-                for t, total in enumerate(passes):
-                    (grad,) = torch.autograd.grad(total, X, retain_graph=t < len(passes) - 1)
+                for t, summed in enumerate(passes):
+                    (grad,) = torch.autograd.grad(summed, X, retain_graph=t < len(passes) - 1)
                     per_token = (grad.double() * self.diff64[None]).sum(-1).cpu().numpy()
                     for j, rows in enumerate(wanted):
                         if len(rows) > t:
@@ -208,7 +208,7 @@ class PathEvaluator:
             self.points.update(alphas)
             done += len(batch)
             if progress is not None:
-                progress(done / total)
+                progress(done / samples)
 
     def plan(self, requests: dict[float, set[int]]) -> list[list[tuple[float, list[int]]]]:
         """The batches of samples ``(a, rows)`` that evaluate ``requests``.

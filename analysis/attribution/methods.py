@@ -318,10 +318,12 @@ def attribute(
         ``pad`` (default), ``unk`` or ``zero``: IG's path start, the perturbation methods'
         replacement for removed tokens. Special tokens always stay as they are.
     steps : int
-        IG: Gauss-Legendre nodes (of the first segment with ``adaptive``).
+        IG: Gauss-Legendre nodes; with ``adaptive``, the first grid has ``min(steps, 8)``
+        intervals.
     adaptive : bool
-        IG: double the steps until ``delta <= tolerance * |f(x) - f(baseline)|`` or
-        ``max_steps`` (``converged`` says which).
+        IG: refine Simpson panels of the path where their exact completeness errors are
+        largest until ``delta <= tolerance * |f(x) - f(baseline)|`` or ``max_steps``
+        (``converged`` says which; see :mod:`analysis.attribution.integrated`).
     n_samples : int
         LIME / KernelSHAP masks.
     seed : int

@@ -16,6 +16,7 @@ does not depend on later tokens).
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -287,7 +288,8 @@ class Objective:
         self._slots = [slot[r.position] for r in rows]
         self._per_token = _memory_per_token(loaded.model.config)
         self._seq = np.asarray(inputs.sequence_ids)
-        self._split = None  # (stack, head) of a causal LM, False, or None: not checked yet
+        self._split = None  # (stack, head, lead) of a causal LM, False, or None: not checked yet
+        self._prefix = None  # (lead, the stack's cache of the input's first lead tokens)
         self._types = None
         if inputs.token_type_ids is not None:
             self._types = torch.as_tensor(np.array(inputs.token_type_ids), device=self.device)[None]
@@ -391,14 +393,13 @@ class Objective:
                 passes.append(every[samples, rows].sum())
                 values[samples, rows] = every_value[samples, rows]
             return values, passes
-        stack, head = parts
-        upto = self.reach(union)
-        hidden = stack(inputs_embeds=X[:, :upto], use_cache=False).last_hidden_state
+        stack, head, lead = parts
+        hidden = self._hidden(stack, X, self.reach(union), lead)
         passes = []
         for t in range(ranks):
             samples = [j for j in range(b) if len(wanted[j]) > t]
             rows = [wanted[j][t] for j in samples]
-            where = torch.as_tensor([self.rows[k].position for k in rows], device=X.device)
+            where = torch.as_tensor([self.rows[k].position - lead for k in rows], device=X.device)
             picked = hidden[torch.as_tensor(samples, device=X.device), where]  # [b_t, E]
             value = self._read_rows(head(picked), rows)
             values[samples, rows] = value.detach().double().cpu()
@@ -417,24 +418,59 @@ class Objective:
         return value
 
     def _split_head(self):
-        """``(stack, head)`` when a causal LM's logits are ``head(stack(X).last_hidden_state)``
-        (checked at the input against the model's own logits, once); else None."""
+        """``(stack, head, lead)`` when a causal LM's logits are ``head(stack(X).last_hidden_state)``,
+        else None. ``lead``: the leading tokens that are the same at every point of the path
+        (special or kept tokens before the first one that moves, and before every position a row
+        reads); their keys and values are computed once (:meth:`_hidden`). Both are checked once,
+        at the input, against the model's own logits; what does not match is not used."""
         if self._split is None:
             self._split = False
             if self.kind in ("next_token", "generation") and self.loaded.facts.architecture == DECODER:
                 stack, head = self.loaded.model, self.model.get_output_embeddings()
                 if head is not None and stack is not self.model:
-                    with torch.inference_mode():
-                        X = self.x[None]
-                        rows = list(range(self.num_rows))
-                        own = self(X).double()
-                        hidden = stack(inputs_embeds=X[:, : self.reach(rows)], use_cache=False).last_hidden_state
-                        where = torch.as_tensor([r.position for r in self.rows], device=self.device)
-                        split = self._read_rows(head(hidden[0, where]), rows).double()[None]
-                    scale = float(own.abs().max()) + 1.0
-                    if torch.allclose(own, split, rtol=0.0, atol=1e-4 * scale):
-                        self._split = (stack, head)
+                    moving = np.flatnonzero(~self.fixed)
+                    first_read = min(r.position for r in self.rows)
+                    lead = int(min(moving[0] if moving.size else 0, first_read))
+                    for candidate in ([lead, 0] if lead else [0]):
+                        if self._split_matches(stack, head, candidate):
+                            self._split = (stack, head, candidate)
+                            break
         return self._split or None
+
+    def _split_matches(self, stack, head, lead: int) -> bool:
+        """The split path (with ``lead`` tokens from the prefix cache) gives the model's own
+        values at the input, to float32 noise."""
+        self._prefix = None
+        rows = list(range(self.num_rows))
+        try:
+            with torch.inference_mode():
+                X = self.x[None]
+                own = self(X).double()
+                hidden = self._hidden(stack, X, self.reach(rows), lead)
+                where = torch.as_tensor([r.position - lead for r in self.rows], device=self.device)
+                split = self._read_rows(head(hidden[0, where]), rows).double()[None]
+        except Exception:  # a model whose cache cannot start from a given prefix
+            return False
+        scale = float(own.abs().max()) + 1.0
+        return bool(torch.allclose(own, split, rtol=0.0, atol=1e-4 * scale))
+
+    def _hidden(self, stack, X: torch.Tensor, upto: int, lead: int) -> torch.Tensor:
+        """The stack's last hidden states of ``X[:, lead:upto]``, the first ``lead`` tokens
+        read from a cache of the input's (they are the same in every sample)."""
+        if not lead:
+            return stack(inputs_embeds=X[:, :upto], use_cache=False).last_hidden_state
+        if self._prefix is None or self._prefix[0] != lead:
+            with torch.inference_mode(False), torch.no_grad():
+                out = stack(inputs_embeds=self.x[None, :lead], use_cache=True)
+            self._prefix = (lead, out.cache)
+        b = X.shape[0]
+        cache = copy.copy(self._prefix[1])
+        cache.layers = [copy.copy(layer) for layer in cache.layers]
+        for layer in cache.layers:
+            layer.keys = layer.keys.expand(b, *layer.keys.shape[1:])
+            layer.values = layer.values.expand(b, *layer.values.shape[1:])
+        positions = torch.arange(lead, upto, device=X.device)[None].expand(b, -1)
+        return stack(inputs_embeds=X[:, lead:upto], cache=cache, use_cache=True, position_ids=positions).last_hidden_state
 
     def _read(self, logits: torch.Tensor, row: _Row) -> torch.Tensor:
         value = _apply(self.function, logits, row.index)

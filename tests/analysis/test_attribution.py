@@ -271,16 +271,21 @@ def test_the_first_token_of_a_causal_model_is_kept_for_integrated_gradients(tiny
 
 @pytest.mark.parametrize("share_forward", [True, False])
 @pytest.mark.parametrize("split_head", [True, False])
-def test_path_evaluator_equals_one_backward_per_point_and_row(tiny, share_forward, split_head, monkeypatch):
+@pytest.mark.parametrize("keep_first", [True, False])
+def test_path_evaluator_equals_one_backward_per_point_and_row(tiny, share_forward, split_head, keep_first,
+                                                              monkeypatch):
     """Points asked for by different rows, mixed in batches (one backward pass per rank of the
-    requested rows, the head applied per pass or not): every (point, row) gets the gradient and
-    value that a backward pass of that row alone at that point gives, to 1e-5."""
+    requested rows; the head applied per pass or not; the kept first token read from a cache or
+    not): every (point, row) gets the gradient and value that a backward pass of that row alone
+    at that point gives, to 1e-5."""
     from analysis.attribution import integrated
 
     loaded = tiny("gpt2")
     inputs = generate_greedy(loaded, TEXT, 3)
-    objective = build_objective(loaded, inputs, Target("generation"), keep_first=True)
-    assert (objective._split_head() is not None) is True  # GPT-2's logits are its head on the stack
+    objective = build_objective(loaded, inputs, Target("generation"), keep_first=keep_first)
+    parts = objective._split_head()
+    assert parts is not None  # GPT-2's logits are its head on the stack
+    assert parts[2] == (1 if keep_first else 0)  # the kept first token is the same at every point
     if not split_head:
         objective._split = False
     monkeypatch.setattr(integrated, "SHARE_FORWARD", share_forward)

@@ -21,6 +21,17 @@ from analysis.attribution import (  # noqa: E402
 SPAIN = "Paris is the capital of France, Berlin is the capital of Germany, and Madrid is the capital of"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread, as the window's model lane on two cores: the adaptive rounds'
+    batches are small, and on a shared machine two spinning OpenMP threads made them ten
+    times slower (the step-cap case: 41 s against 4.4 s); restored after the module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def independent_ends(loaded, result, target):
     """f(baseline), f(x) by a separate forward pass of the head model on token ids."""
     objective = build_objective(loaded, result.inputs, target, baseline=result.baseline,
