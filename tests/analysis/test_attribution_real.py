@@ -115,3 +115,23 @@ def test_chat_model_generation_rows(chat_loaded):
         assert np.isnan(result.scores[r, g:]).all()
         total = result.f_x[r] - result.f_baseline[r]
         assert abs(np.nansum(result.scores[r]) - total) == pytest.approx(result.delta[r], abs=1e-6)
+
+
+def test_chat_model_generation_adaptive_adds_up_within_an_honest_bound(chat_loaded):
+    """The adaptive mode on the benchmark's generation (first 3 tokens): every row converges,
+    its scores add up to f(x) - f(baseline) within the reported delta, the delta is within the
+    error bound and the bound within the tolerance; f(x) is the model's own log-probability."""
+    inputs = generate_greedy(chat_loaded, "The capital of France is", 3)
+    result = attribute_generation(chat_loaded, inputs, "integrated_gradients", adaptive=True, steps=8)
+    assert result.converged.all() and result.params["stopped"] == "tolerance"
+    ids = torch.as_tensor(np.array(inputs.input_ids))[None]
+    with torch.no_grad():
+        logits = chat_loaded.lm_model(input_ids=ids).logits[0]
+    for r, g in enumerate(result.target_positions):
+        total = result.f_x[r] - result.f_baseline[r]
+        assert abs(np.nansum(result.scores[r]) - total) == pytest.approx(result.delta[r], abs=1e-6)
+        assert result.delta[r] <= result.params["error_bound"][r] + 1e-6
+        assert result.params["error_bound"][r] <= max(0.05 * abs(total), 1e-4)
+        assert result.params["row_steps"][r] >= 9  # the first grid: 8 intervals
+        own = float(torch.log_softmax(logits[g - 1].float(), -1)[int(inputs.input_ids[g])])
+        assert result.f_x[r] == pytest.approx(own, abs=1e-4)
