@@ -124,7 +124,7 @@ class AttributionPanel(QWidget):
         self.steps_spin.setToolTip("Integrated Gradients: Gauss-Legendre nodes along the path")
         self.adaptive_check = QCheckBox("Adaptive")
         self.adaptive_check.setChecked(True)
-        self.adaptive_check.setToolTip("Double the steps until the scores add up to f(x) − f(baseline) within 5%")
+        self.adaptive_check.setToolTip("Refine the path where the scores do not yet add up, until they add up to f(x) − f(baseline) within 5%")
         self.samples_spin = QSpinBox()
         self.samples_spin.setRange(10, 20000)
         self.samples_spin.setValue(DEFAULT_SAMPLES)

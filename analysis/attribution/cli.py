@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     method.add_argument("--method", choices=METHODS, default="integrated_gradients", help="default integrated_gradients")
     steps = method.add_mutually_exclusive_group()
     steps.add_argument("--steps", type=int, help=f"Integrated Gradients: Gauss-Legendre nodes (default {DEFAULT_STEPS})")
-    steps.add_argument("--adaptive", action="store_true", help="Integrated Gradients: double the steps until |delta| <= 5%% of |f(x) - f(baseline)| or the step cap")
+    steps.add_argument("--adaptive", action="store_true", help="Integrated Gradients: refine the path (nested Simpson panels) until |delta| <= 5%% of |f(x) - f(baseline)| or the step cap")
     method.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS, help=f"the adaptive mode's step cap (default {DEFAULT_MAX_STEPS})")
     method.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="the adaptive mode's relative tolerance (default 0.05)")
     method.add_argument("--samples", type=int, help=f"LIME / KernelSHAP masks (default {DEFAULT_SAMPLES})")
