@@ -79,11 +79,6 @@ def run_window(args: argparse.Namespace) -> int:
     return app.exec()
 
 
-def finish(window, code: int) -> int:
-    """Leave the process with ``code`` once ``window`` closed (see :func:`leave`)."""
-    return leave(code)
-
-
 def leave(code: int) -> int:
     """Exit at once with ``code``, without the interpreter's teardown.
 

@@ -376,9 +376,7 @@ class MainWindow(WindowFilesMixin, ModelChoiceMixin, GenerationMixin, Attributio
         self.session.events.attribution.connect(self._on_attribution)
         self.session.events.error.connect(self._on_attribution_error)
         self.host.settled.connect(self._on_attribution_settled)
-        self.attribution_panel.run_requested.connect(self.attribute)
-        self.attribution_panel.cancel_requested.connect(self.cancel)
-        self.attribution_panel.token_selected.connect(self._on_attribution_token)
+        self._connect_attribution()
         self.host.settled.connect(self._on_settled)
         self.session.events.error.connect(self._on_task_error)
         self.session.events.view.connect(self._on_view_for_colorbar)  # after the binding has drawn it

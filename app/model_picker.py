@@ -131,10 +131,6 @@ class ModelPicker(QComboBox):
         if scan:
             self.start_scan()
 
-    def found_gguf(self):
-        """GGUF models found by the last scan (Ollama, LM Studio, llama.cpp, the HF cache)."""
-        return list(self._gguf)
-
     def source(self) -> str:
         source = self.currentData()
         return DEFAULT_SOURCE if source in (None, OPEN_FOLDER, OPEN_FILE) else str(source)

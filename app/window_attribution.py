@@ -57,18 +57,18 @@ class AttributionMixin:
         self.attribution_ready.emit()
 
     def _connect_attribution(self) -> None:
-        """The panel's exports and the linked selection (once)."""
-        if getattr(self, "_attribution_connected", False):
-            return
-        self._attribution_connected = True
-        self.attribution_panel.export_requested.connect(self.attribution_export_dialog)
+        """The panel's requests and the linked selection (called once, by the window)."""
+        panel = self.attribution_panel
+        panel.run_requested.connect(self.attribute)
+        panel.cancel_requested.connect(self.cancel)
+        panel.token_selected.connect(self._on_attribution_token)
+        panel.export_requested.connect(self.attribution_export_dialog)
         self.session.events.selection.connect(self._on_selection_for_attribution)
         self.session.events.attribution.connect(
             lambda _outcome: self._on_selection_for_attribution(self.session.selected_token))
 
     def _on_result_for_attribution(self, result) -> None:
         panel = self.attribution_panel
-        self._connect_attribution()
         if result is None:
             return
         panel.set_targets(TARGETS.get(result.run.model.architecture, ()))

@@ -196,26 +196,23 @@ def baseline_token_id(tokenizer, baseline: str) -> int | None:
     return int(tokenizer.unk_token_id)
 
 
+def _transformed(function: str, logits: torch.Tensor) -> torch.Tensor:
+    """log_softmax, softmax or identity of ``logits`` over the vocabulary (float32 math)."""
+    if function == "log_prob":
+        return torch.log_softmax(logits.float(), dim=-1)
+    if function == "prob":
+        return torch.softmax(logits.float(), dim=-1)
+    return logits.float()
+
+
 def _apply(function: str, logits: torch.Tensor, index: torch.Tensor | int) -> torch.Tensor:
     """f(logits)[..., index] with f = log_softmax, softmax or identity (float32 math)."""
-    if function == "log_prob":
-        values = torch.log_softmax(logits.float(), dim=-1)
-    elif function == "prob":
-        values = torch.softmax(logits.float(), dim=-1)
-    else:
-        values = logits.float()
-    return values[..., index]
+    return _transformed(function, logits)[..., index]
 
 
 def _apply_each(function: str, logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """f(logits[m])[index[m]] for each row ``m`` of ``logits [M, V]`` (as :func:`_apply`)."""
-    if function == "log_prob":
-        values = torch.log_softmax(logits.float(), dim=-1)
-    elif function == "prob":
-        values = torch.softmax(logits.float(), dim=-1)
-    else:
-        values = logits.float()
-    return values.gather(-1, index[:, None])[:, 0]
+    return _transformed(function, logits).gather(-1, index[:, None])[:, 0]
 
 
 def _memory_per_token(config) -> float:

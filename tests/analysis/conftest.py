@@ -44,3 +44,29 @@ def fresh_model_cache():
     clear_model_cache()
     yield
     clear_model_cache()
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_model_dir):
+    """``tiny(family)`` -> the loaded tiny model of that family, loaded once per session."""
+    from analysis.models.loading import load_model
+
+    cache = {}
+
+    def get(family):
+        if family not in cache:
+            cache[family] = load_model(str(tiny_model_dir(family)))
+        return cache[family]
+
+    return get
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fail the test if the model would be loaded (the option checks come first)."""
+    import analysis.models.loading as loading
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(loading, "load_model", refuse)

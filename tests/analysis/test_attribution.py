@@ -31,21 +31,6 @@ TEXT = "the cat sat on the mat"
 PAIR = "a dog slept by the door"
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
-    """``tiny(family)`` -> the loaded tiny model (loaded once)."""
-    from analysis.models.loading import load_model
-
-    cache = {}
-
-    def get(family):
-        if family not in cache:
-            cache[family] = load_model(str(tiny_model_dir(family)))
-        return cache[family]
-
-    return get
-
-
 def case(family):
     """(text, pair, target) that the tiny model of ``family`` can be asked."""
     if family in ("gpt2", "llama", "qwen2"):

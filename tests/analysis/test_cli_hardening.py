@@ -7,20 +7,9 @@ import os
 import numpy as np
 import pytest
 
-import analysis.models.loading as loading
 from analysis.cli import main
 
 TEXT = "Tokenization of unbelievably complicated subwords happens frequently."
-
-
-@pytest.fixture
-def no_model(monkeypatch):
-    """Fail the test if the model would be loaded (the option checks come first)."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("the model was loaded before the options were checked")
-
-    monkeypatch.setattr(loading, "load_model", refuse)
 
 
 @pytest.mark.parametrize(("args", "message"), [

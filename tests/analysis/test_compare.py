@@ -51,20 +51,6 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
-    from analysis.models.loading import load_model
-
-    cache = {}
-
-    def get(family):
-        if family not in cache:
-            cache[family] = load_model(str(tiny_model_dir(family)))
-        return cache[family]
-
-    return get
-
-
-@pytest.fixture(scope="module")
 def gpt2_case(tiny):
     loaded = tiny("gpt2")
     run = extract(loaded, TEXT)

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from analysis.attention.extract import ExtractionError, InputError, extract
-from analysis.models.loading import load_model
 from analysis.tokens import display_label, display_labels
+from tests.analysis.spies import CountingTokenizer
 from tests.tiny_models import (
     CORPUS,
     DECODER_FAMILIES,
@@ -63,16 +63,6 @@ def _raw_seq2seq(loaded, text, target):
         stack(out.decoder_attentions),
         stack(out.cross_attentions),
     )
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
-    """``tiny(family)`` -> a loaded tiny model of that family."""
-
-    def get(family):
-        return load_model(str(tiny_model_dir(family)))
-
-    return get
 
 
 # --- every family equals transformers ---------------------------------------------------
@@ -440,30 +430,8 @@ def test_the_odd_token_of_a_pair_goes_to_the_longer_text_even_when_its_prefix_is
     assert [1] in grown and bounded.kept == (254, 255)
 
 
-class _CountingTokenizer:
-    """A tokenizer that records how many characters each call was given."""
-
-    def __init__(self, tokenizer):
-        object.__setattr__(self, "_inner", tokenizer)
-        object.__setattr__(self, "given", [])
-
-    def __call__(self, *texts, **options):
-        texts_given = [*texts, options.get("text_target")]
-        self.given.append(sum(len(t) for t in texts_given if isinstance(t, str)))
-        return self._inner(*texts, **options)
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
-
-    def __setattr__(self, name, value):
-        setattr(self._inner, name, value)
-
-    def __len__(self):
-        return len(self._inner)
-
-
 def test_a_long_text_gives_the_tokenizer_a_bounded_prefix(default_loaded):
-    counting = _CountingTokenizer(default_loaded.tokenizer)
+    counting = CountingTokenizer(default_loaded.tokenizer)
     loaded = dataclasses.replace(default_loaded, tokenizer=counting)
     given = {}
     for size in (10**5, 20 * 10**6):
@@ -484,7 +452,7 @@ def test_a_long_text_gives_the_tokenizer_a_bounded_prefix(default_loaded):
 
 
 def test_an_encoder_decoder_reads_a_bounded_prefix_of_a_long_decoder_text(tiny):
-    counting = _CountingTokenizer(tiny("t5").tokenizer)
+    counting = CountingTokenizer(tiny("t5").tokenizer)
     loaded = dataclasses.replace(tiny("t5"), tokenizer=counting)
     run = extract(loaded, "the cat " * 10**5)
     assert max(counting.given) <= 8 * MAX_POSITIONS

@@ -17,18 +17,9 @@ import pytest
 
 import analysis.models.loading as loading
 from analysis.cli import main as analyze_main
+from tests.analysis.spies import CountingTokenizer
 
 TEXT = "Tokenization of unbelievably complicated subwords happens frequently."
-
-
-@pytest.fixture
-def no_model(monkeypatch):
-    """Fail the test if the model would be loaded (the option checks come first)."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("the model was loaded before the options were checked")
-
-    monkeypatch.setattr(loading, "load_model", refuse)
 
 
 def _one_error_line(capsys, prog: str) -> str:
@@ -46,28 +37,6 @@ def _rows(path) -> list[dict]:
 def _leftovers(folder) -> list[str]:
     """Temporary folders a command left beside its output (``.name.*.partial``/``.old``)."""
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
-
-
-class _CountingTokenizer:
-    """A tokenizer that records how many characters each call was given."""
-
-    def __init__(self, tokenizer):
-        object.__setattr__(self, "_inner", tokenizer)
-        object.__setattr__(self, "given", [])
-
-    def __call__(self, *texts, **options):
-        texts_given = [*texts, options.get("text_target")]
-        self.given.append(sum(len(t) for t in texts_given if isinstance(t, str)))
-        return self._inner(*texts, **options)
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
-
-    def __setattr__(self, name, value):
-        setattr(self._inner, name, value)
-
-    def __len__(self):
-        return len(self._inner)
 
 
 # --- 1. unbounded reads: every command reads a bounded regular file ------------------------
@@ -92,7 +61,7 @@ def test_1_generate_and_attribute_refuse_a_device_and_a_pipe_before_reading(tmp_
 def test_3_a_20_mb_text_is_analysed_from_a_bounded_prefix_and_not_written_out(
     tmp_path, capsys, monkeypatch, default_loaded
 ):
-    counting = _CountingTokenizer(default_loaded.tokenizer)
+    counting = CountingTokenizer(default_loaded.tokenizer)
     monkeypatch.setattr(loading, "load_model", lambda *a, **k: dataclasses.replace(default_loaded, tokenizer=counting))
     text = ("The river meets the sea at the delta, near the old harbour. " * 340_000)[: 20 * 10**6]
     out = tmp_path / "o"

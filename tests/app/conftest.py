@@ -28,3 +28,15 @@ def analysed(qtbot, window):
     with qtbot.waitSignals([window.analysis_ready, window.graph_ready], timeout=120_000):
         window.analyse()
     return window
+
+
+@pytest.fixture
+def chat_window(qtbot, tmp_path, chat_loaded):
+    """A window on the embedded chat model (loaded once per session), nothing analysed yet."""
+    window = MainWindow(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat), warm_up=False)
+    qtbot.addWidget(window)
+    window.resize(1400, 900)
+    window.show()
+    window.set_model_source("smollm2")
+    yield window
+    window.host.shutdown()

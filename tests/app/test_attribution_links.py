@@ -5,18 +5,11 @@ import subprocess
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings
-
-from app.main_window import MainWindow
 
 
 @pytest.fixture
-def attributed(qtbot, tmp_path, chat_loaded):
-    window = MainWindow(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat), warm_up=False)
-    qtbot.addWidget(window)
-    window.resize(1400, 900)
-    window.show()
-    window.set_model_source("smollm2")
+def attributed(qtbot, chat_window):
+    window = chat_window
     window.input_panel.set_texts("The capital of France is")
     with qtbot.waitSignals([window.analysis_ready, window.graph_ready], timeout=120_000):
         window.analyse()
@@ -26,8 +19,7 @@ def attributed(qtbot, tmp_path, chat_loaded):
     assert not panel.export_button.isEnabled()  # nothing to export before a result
     with qtbot.waitSignal(window.attribution_ready, timeout=120_000):
         window.attribute()
-    yield window
-    window.host.shutdown()
+    return window
 
 
 def test_selection_goes_both_ways(qtbot, attributed):

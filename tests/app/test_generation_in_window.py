@@ -1,21 +1,6 @@
 """Generation in the window on the embedded chat model: stream, stop, step through."""
 
 import numpy as np
-import pytest
-from PySide6.QtCore import QSettings
-
-from app.main_window import MainWindow
-
-
-@pytest.fixture
-def chat_window(qtbot, tmp_path, chat_loaded):
-    window = MainWindow(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat), warm_up=False)
-    qtbot.addWidget(window)
-    window.resize(1400, 900)
-    window.show()
-    window.set_model_source("smollm2")
-    yield window
-    window.host.shutdown()
 
 
 def test_generate_stream_and_step_through_the_tokens(qtbot, chat_window):

@@ -29,8 +29,8 @@ SCRIPT = textwrap.dedent("""
         assert window.host.runner.is_busy(kinds=[TaskKind.ANALYSE])
         window.close()
     QTimer.singleShot(300, close)
-    from app.main import finish
-    sys.exit(finish(window, qapp.exec()))
+    from app.main import leave
+    sys.exit(leave(qapp.exec()))
 """)
 
 
