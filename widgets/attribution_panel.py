@@ -191,7 +191,15 @@ class AttributionPanel(QWidget):
         self._update_exports()
 
     def _build_layout(self) -> None:
+        # The panel shares a column a third of the window wide with the graph: every row must
+        # fit about 380 px (combo boxes shrink to their text, settings go on two rows).
+        for box in (self.method_box, self.target_box, self.function_box, self.baseline_box):
+            box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            box.setMinimumContentsLength(8)
+        for edit in (self.token_edit, self.contrast_edit):
+            edit.setMinimumWidth(60)
         form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         form.addRow("Method", self.method_box)
         form.addRow("Target", self.target_box)
         tokens = QHBoxLayout()
@@ -203,10 +211,14 @@ class AttributionPanel(QWidget):
         functions.addWidget(self.function_box)
         functions.addWidget(self.baseline_box)
         form.addRow("Function, baseline", functions)
-        settings = QHBoxLayout()
-        for widget in (self.steps_spin, self.adaptive_check, self.samples_spin, self.seed_spin):
-            settings.addWidget(widget)
-        form.addRow("Steps, samples, seed", settings)
+        steps = QHBoxLayout()
+        for widget in (self.steps_spin, self.adaptive_check):
+            steps.addWidget(widget)
+        form.addRow("Steps", steps)
+        samples = QHBoxLayout()
+        for widget in (self.samples_spin, self.seed_spin):
+            samples.addWidget(widget)
+        form.addRow("Samples, seed", samples)
         options = QHBoxLayout()
         for widget in (self.words_check, self.compare_check):
             options.addWidget(widget)
@@ -462,11 +474,21 @@ class AttributionPanel(QWidget):
         text = self.summary.text()
         return [text] if text else []
 
+    def _figure_scores(self) -> np.ndarray:
+        """The shown scores with special tokens' units as NaN: the figures grey them and
+        leave them out of the bar chart (they are never scored, their 0 is no finding)."""
+        scores = np.array(self._shown[1], dtype=np.float64)
+        segments = getattr(getattr(self._result, "units", None), "segments", None)
+        if segments is not None and len(segments) == len(scores):
+            scores[np.asarray(segments) == -1] = np.nan
+        return scores
+
     def strip_figure(self, *, include_highlight: bool = False, title: str | None = None):
         """The strip as a figure (clean: no selected unit, unless ``include_highlight``)."""
         if self._shown is None:
             raise ValueError("nothing to export: no attribution is shown")
-        labels, scores, _units, signed = self._shown
+        labels, _scores, _units, signed = self._shown
+        scores = self._figure_scores()
         return attribution_strip_figure(
             labels, scores, signed=signed, title=title or self._title(), notes=self._notes(),
             selected=self._selected_unit if include_highlight else None, metrics=figure_export.figure_metrics())
@@ -475,7 +497,7 @@ class AttributionPanel(QWidget):
         """The bar chart as a figure (the strongest units)."""
         if self._shown is None:
             raise ValueError("nothing to export: no attribution is shown")
-        labels, scores, _units, _signed = self._shown
+        labels, scores = self._shown[0], self._figure_scores()
         return attribution_bars_figure(labels, scores, title=title or self._title(), notes=self._notes(),
                                        metrics=figure_export.figure_metrics())
 

@@ -42,3 +42,13 @@ def test_the_bars_show_the_strongest_units_first_without_non_candidates():
         attribution_bars_figure(["a"], [np.nan])
     with pytest.raises(ValueError):
         attribution_strip_figure(["a", "b"], [1.0])
+
+
+def test_the_notes_are_wrapped_inside_the_figure():
+    from analysis.io.figures.base import APPROX_METRICS, MUTED_COLOR
+
+    note = "f(x) = 0.6674, f(baseline) = 0.9851 (pad baseline). The scores add up to f(x) - f(baseline) within 0.008."
+    fig = attribution_strip_figure(["a", "b"], [0.5, -0.5], notes=[note * 2])
+    lines = [t for t in fig.items if isinstance(t, Text) and t.color == MUTED_COLOR]  # the notes
+    assert len(lines) > 1
+    assert all(t.x + APPROX_METRICS.width(t.text, t.size) <= fig.width for t in lines)

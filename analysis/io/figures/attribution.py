@@ -149,8 +149,9 @@ def attribution_strip_figure(
         widest = max(widest, x - gap)
     y += size * 1.5 + 14
     bottom = _legend(fig, MARGIN, y, scale, signed, metrics)
-    bottom = _notes(fig, bottom + 4, width, metrics)
-    fig.width = max(widest, title_w + MARGIN, MARGIN + 260.0) + MARGIN
+    right = max(widest, title_w + MARGIN, MARGIN + 260.0)
+    bottom = _notes(fig, bottom + 4, right - MARGIN, metrics)  # wrapped to the drawing, never cut
+    fig.width = right + MARGIN
     fig.height = bottom + MARGIN
     fig.meta.update(units=int(values.size), scale=scale, signed=bool(signed))
     return fig
